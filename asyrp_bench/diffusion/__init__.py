@@ -1,0 +1,1 @@
+"""Frozen diffusion U-Nets (backends) and the DDIM schedule."""
