@@ -1,0 +1,62 @@
+"""``asyrp-bench ls``: what is registered (backends and presets, editors, metrics, weights keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from asyrp_bench.cli.app import app, console, handle_errors
+from asyrp_bench.errors import UnknownNameError
+
+SECTIONS = ("backends", "weights")  # editors and metrics join when their registries land
+
+
+def _backends_table() -> Table:
+    from asyrp_bench.diffusion.backends import BACKENDS
+
+    table = Table(title="backends", title_justify="left")
+    table.add_column("backend", style="bold")
+    table.add_column("preset")
+    table.add_column("config")
+    table.add_column("default weights")
+    for name in BACKENDS.names():
+        cls = BACKENDS.get(name)
+        presets = cls.presets or {"(config dict or folder)": {}}
+        for preset, config in presets.items():
+            shown = {k: v for k, v in config.items() if k != "weights"}
+            table.add_row(name, preset, ", ".join(f"{k}={v}" for k, v in shown.items()), str(config.get("weights", "")))
+    return table
+
+
+def _weights_table() -> Table:
+    from asyrp_bench import weights
+
+    table = Table(title="weights keys", title_justify="left")
+    for column in ("key", "kind", "file", "what"):
+        table.add_column(column)
+    for key, artifact in sorted(weights.ARTIFACTS.items()):
+        table.add_row(key, artifact.kind, artifact.filename, artifact.description)
+    return table
+
+
+def section_tables(section: str) -> list[Table]:
+    """The rich tables of one ``ls`` section (other modules add their own sections here)."""
+    if section == "backends":
+        return [_backends_table()]
+    if section == "weights":
+        return [_weights_table()]
+    raise UnknownNameError(f"Unknown section {section!r}. Choose one of: {', '.join(SECTIONS)}.")
+
+
+@app.command("ls")
+@handle_errors
+def ls_command(
+    what: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(SECTIONS)} (default: all).")] = None,
+) -> None:
+    """List registered backends (with presets), editors, metrics and weights keys."""
+    sections = [what] if what else list(SECTIONS)
+    for section in sections:
+        for table in section_tables(section):
+            console.print(table)
