@@ -30,7 +30,7 @@ class Artifact:
     Attributes:
         name: registry key (snake_case), used in suites as ``weights: <name>``.
         filename: the expected file (or folder) name.
-        kind: what it is for: diffusion, editor, clip, inception, face, segmenter, data.
+        kind: what it is for: diffusion, editor, clip, inception, face, segmenter, data, oracle (the world).
         description: one line for ``doctor``.
         source: where a user gets it (no URL is ever fetched by the harness).
         sha256: the file's checksum when known (verified on request, shown by ``doctor``).
@@ -228,3 +228,26 @@ for _attr, _sha in _ASYRP_SHA.items():
         description=f"released Asyrp DeltaBlock '{_attr}' (CelebA-HQ, 40 steps)", sha256=_sha,
         source="kwonminki/Asyrp_official README, 'Pretrained checkpoints' (checkpoint/ folder)",
     ))
+
+# -- the tiny world shipped with the package (asyrp_bench/assets/world, docs/world.md) ------------------------
+_WORLD = "shipped with asyrp-bench (asyrp-bench world train)"
+register_artifact(Artifact(
+    name="world_ddpm", filename="world_ddpm", kind="diffusion", is_dir=True, packaged="world/ddpm",
+    description="the tiny world's 32 px cartoon-face DDPM (diffusers UNet2DModel folder)", source=_WORLD,
+))
+register_artifact(Artifact(
+    name="world_clip", filename="world_clip", kind="clip", is_dir=True, packaged="world/clip",
+    description="the tiny world's CLIP (open_clip local-dir folder)", source=_WORLD,
+))
+register_artifact(Artifact(
+    name="world_parser", filename="world_parser", kind="segmenter", is_dir=True, packaged="world/parser",
+    description="the tiny world's face parser (segmentation-models-pytorch folder + segmenter.json)", source=_WORLD,
+))
+register_artifact(Artifact(
+    name="world_identity", filename="world_identity", kind="face", is_dir=True, packaged="world/identity",
+    description="the tiny world's identity embedder (WorldFaceEmbedder folder)", source=_WORLD,
+))
+register_artifact(Artifact(
+    name="world_oracle", filename="world_oracle", kind="oracle", is_dir=True, packaged="world/oracle",
+    description="the tiny world's attribute oracle and FID feature net (asyrp-world extractor)", source=_WORLD,
+))
