@@ -97,6 +97,11 @@ class Backend(nn.Module, ABC):
         """The plain ε prediction, ε_θ(x_t, t)."""
         return self.decode(self.encode(x_t, t))
 
+    @classmethod
+    def preset_summary(cls, preset: str) -> str:
+        """One line describing ``preset`` for ``asyrp-bench ls backends``."""
+        return ", ".join(f"{k}={v}" for k, v in cls.presets[preset].items() if k != "weights")
+
     # -- shared helpers -----------------------------------------------------------------------------------
     def check_inputs(self, x_t: Tensor, t: int | Tensor) -> Tensor:
         """Validate x_t and t; return t as a [B] long tensor on x_t's device."""

@@ -266,6 +266,20 @@ class DDPMBackend(Backend):
     }
     default_preset: ClassVar[str] = "celeba_hq"
 
+    @classmethod
+    def preset_summary(cls, preset: str) -> str:
+        return cls.summarize(cls.resolve_config(preset)[0])
+
+    @staticmethod
+    def summarize(cfg: DDPMConfig) -> str:
+        """One line: resolution, widths, blocks, attention, h and temb sizes."""
+        bottom = cfg.resolution // 2 ** (len(cfg.ch_mult) - 1)
+        attn = ",".join(str(r) for r in cfg.attn_resolutions) or "none"
+        return (
+            f"{cfg.resolution} px, ch {cfg.ch} x {tuple(cfg.ch_mult)}, {cfg.num_res_blocks} res blocks, attn @{attn}; "
+            f"h {cfg.ch * cfg.ch_mult[-1]}x{bottom}x{bottom}, temb {4 * cfg.ch}"
+        )
+
     def __init__(self, config: DDPMConfig) -> None:
         super().__init__()
         self.config = config

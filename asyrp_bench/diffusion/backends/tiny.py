@@ -73,6 +73,11 @@ class TinyBackend(DDPMBackend):
     seed: int | None = None
 
     @classmethod
+    def preset_summary(cls, preset: str) -> str:
+        cfg, extra = cls.split_config(preset)
+        return f"{DDPMBackend.summarize(cfg)}; random, seed {extra['seed']}"
+
+    @classmethod
     def split_config(cls, config: str | Mapping[str, Any] | None) -> tuple[DDPMConfig, dict[str, Any]]:
         """(architecture, tiny-only keys) from a preset name, a partial dict over ``tiny``, or None."""
         if config is None or isinstance(config, str):
