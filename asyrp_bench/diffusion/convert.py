@@ -136,12 +136,13 @@ def ddpm_to_diffusers(
     from diffusers import UNet2DModel
 
     config = ddpm_config if isinstance(ddpm_config, DDPMConfig) else DDPMBackend.resolve_config(ddpm_config)[0]
+    unet_kwargs = unet2d_config(config)  # rejects configs UNet2DModel cannot express before reading weights
     state_dict = to_float32(strip_prefix(state_dict))
     reference = DDPMBackend.build(config, device="meta").state_dict()
     check_state_dict({k: tuple(v.shape) for k, v in reference.items()}, state_dict, "ddpm state dict")
     converted = convert_state_dict(state_dict, config)
     with torch.device("meta"):
-        unet = UNet2DModel(**unet2d_config(config))
+        unet = UNet2DModel(**unet_kwargs)
     expected = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
     check_state_dict(expected, converted, "converted state dict")
     unet.load_state_dict(converted, strict=True, assign=True)
