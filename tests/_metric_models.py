@@ -187,3 +187,28 @@ def save_smp_folder(folder: Path, seed: int = 0, sidecar: dict | None = None) ->
     if sidecar:
         (folder / "segmenter.json").write_text(json.dumps(sidecar))
     return folder
+
+
+# -- a registered face embedder without weights (fast identity tests) ---------------------------------------------
+
+TEST_EMBEDDER = "test_mean_colour"
+
+
+def ensure_test_embedder() -> str:
+    """Register a tiny FaceEmbedder: mean colour as the embedding, 'no face' for (nearly) black images."""
+    import torch.nn.functional as F
+
+    from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS, FaceEmbedder
+
+    class MeanColourEmbedder(FaceEmbedder):
+        @classmethod
+        def load(cls, weights, device, **params):
+            return cls()
+
+        def embed(self, images):
+            emb = F.normalize(images.mean(dim=(2, 3)) + 0.1, dim=-1)
+            return emb, images.mean(dim=(1, 2, 3)) > 0.05
+
+    if TEST_EMBEDDER not in FACE_EMBEDDERS:
+        FACE_EMBEDDERS.register(TEST_EMBEDDER)(MeanColourEmbedder)
+    return TEST_EMBEDDER

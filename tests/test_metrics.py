@@ -29,10 +29,11 @@ from asyrp_bench.metrics import (
     summary_frame,
 )
 from asyrp_bench.metrics import fid as fidmod
-from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS, FaceEmbedder, FacenetVGGFace2
+from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS, FacenetVGGFace2
 from asyrp_bench.metrics.seg_consistency import label_agreement, load_segmenter
 from tests._metric_models import (
     SEG_CLASSES,
+    ensure_test_embedder,
     ensure_tiny_extractor,
     save_inception_compat,
     save_smp_folder,
@@ -355,6 +356,17 @@ def test_fid_and_kid_share_features(tiny_extractor: str, monkeypatch: pytest.Mon
     assert len(calls) == 2  # source set + edit set, once for both metrics
 
 
+def test_fid_features_disk_cache(tiny_extractor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = {"name": "fid", "params": {"feature_extractor": tiny_extractor}}
+    inputs = make_inputs()
+    first = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))
+    files = sorted((tmp_path / "fidelity_features").glob("*.pt"))
+    assert len(files) == 2
+    monkeypatch.setattr(fidmod._Extractor, "features", lambda *a: pytest.fail("features recomputed"))
+    again = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))  # a new process would read the files
+    assert [r.value for r in again] == [r.value for r in first]
+
+
 def test_extractor_hook(tiny_extractor: str, monkeypatch: pytest.MonkeyPatch):
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
@@ -462,26 +474,14 @@ def test_bad_vggface2_file(tmp_path: Path):
         FacenetVGGFace2.load(str(tmp_path / "bad.pt"), "cpu")
 
 
-class _ConstantEmbedder(FaceEmbedder):
-    """A registered test embedder: the mean colour as the embedding; 'no face' for dark images."""
-
-    @classmethod
-    def load(cls, weights, device, **params):
-        return cls()
-
-    def embed(self, images):
-        emb = F.normalize(images.mean(dim=(2, 3)) + 0.1, dim=-1)
-        return emb, images.mean(dim=(1, 2, 3)) > 0.05
-
-
 def test_identity_with_registered_embedder_counts_faceless():
-    if "test_constant" not in FACE_EMBEDDERS:
-        FACE_EMBEDDERS.register("test_constant")(_ConstantEmbedder)
+    embedder = ensure_test_embedder()
+    assert embedder in FACE_EMBEDDERS
     inputs = make_inputs(n=4, size=16)
     sources = inputs.sources.clone()
     sources[2] = 0  # a "faceless" image
     data = ScoringInputs(inputs.image_ids, sources, inputs.edits)
-    records = score(data, [{"name": "identity", "params": {"embedder": "test_constant"}}])
+    records = score(data, [{"name": "identity", "params": {"embedder": embedder}}])
     assert [r.image_id for r in records if r.key == "cosine"] == ["000", "001", "003"]
     assert [r.value for r in records if r.key == "no_face"] == [0.0, 0.0, 1.0, 0.0]
     summary = summary_frame(records).set_index("key")

@@ -137,12 +137,15 @@ class ScoringContext:
         batch_size: images per forward pass (results do not depend on it beyond float noise).
         progress: optional :data:`ProgressFn`.
         cache: shared objects, keyed by hashable tuples (use :meth:`cached`).
+        cache_dir: optional folder for features that outlive the process (FID/KID features of an image set,
+            keyed by extractor, weights checksum, layer and the images' content hash). None: memory only.
     """
 
     device: str = "cpu"
     batch_size: int = 16
     progress: ProgressFn | None = None
     cache: dict[Hashable, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -21,6 +21,8 @@ order, then torch-fidelity's own ``fid_features_to_statistics`` / ``fid_statisti
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -134,15 +136,32 @@ def _layer_for(name: str, metric: str) -> str:
 
 def set_features(images: torch.Tensor, extractor: str, weights_spec: str | None, layer: str,
                  ctx: ScoringContext, label: str) -> torch.Tensor:
-    """Features ``[N,D]`` of one image set, cached in ``ctx`` by content hash (shared by fid/kid and cells)."""
+    """Features ``[N,D]`` of one image set, cached in ``ctx`` (and ``ctx.cache_dir``) by content hash, so fid and
+    kid, and every cell of a run scoring the same reference set, extract them once."""
     weights_path = ctx.cached(("fidelity-weights", extractor, weights_spec),
                               lambda: resolve_extractor_weights(extractor, weights_spec))
-    key = ("fidelity-features", extractor, weights_path, layer, content_hash(images))
-    if key not in ctx.cache:
-        model = ctx.cached(("fidelity-extractor", extractor, weights_path, layer, ctx.device),
-                           lambda: _Extractor(extractor, weights_path, (layer,), ctx.device))
-        ctx.cache[key] = model.features(images, ctx, label)[layer]
-    return ctx.cache[key]
+    images_hash = content_hash(images)
+    key = ("fidelity-features", extractor, weights_path, layer, images_hash)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    disk = None
+    if ctx.cache_dir is not None:
+        weights_id = "none" if weights_path is None else ctx.cached(
+            ("sha256", weights_path), lambda: weights.sha256_file(Path(weights_path)))[:16]
+        disk = Path(ctx.cache_dir) / "fidelity_features" / f"{extractor}-{layer}-{weights_id}-{images_hash[:24]}.pt"
+        if disk.is_file():
+            ctx.cache[key] = torch.load(disk, map_location="cpu", weights_only=True)
+            return ctx.cache[key]
+    model = ctx.cached(("fidelity-extractor", extractor, weights_path, layer, ctx.device),
+                       lambda: _Extractor(extractor, weights_path, (layer,), ctx.device))
+    features = model.features(images, ctx, label)[layer]
+    if disk is not None:  # written under a temporary name, then renamed: never a half-written cache file
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        tmp = disk.with_suffix(f".tmp{os.getpid()}")
+        torch.save(features, tmp)
+        os.replace(tmp, disk)
+    ctx.cache[key] = features
+    return features
 
 
 class _FidelityMetric(Metric):
