@@ -13,11 +13,13 @@ def test_cache_returns_identical_results_and_hits(tmp_path):
     cache = InversionCache(tmp_path)
     first = cache.invert(backend, x0, 6, batch_size=2)
     assert cache.misses == 3 and cache.hits == 0
-    assert torch.equal(first, ab.invert(backend, x0, 6))
+    # Batches of 2 vs 3 may differ in the last float bits (conv kernels depend on batch size).
+    assert torch.allclose(first, ab.invert(backend, x0, 6), atol=1e-6)
+    assert torch.equal(first[:2], ab.invert(backend, x0[:2], 6))
     again = InversionCache(tmp_path).invert(backend, x0[[2, 0]], 6)
     assert torch.equal(again, first[[2, 0]])
     recon = cache.reconstruct(backend, first, 6)
-    assert torch.equal(recon, ab.generate(backend, first, 6))
+    assert torch.allclose(recon, ab.generate(backend, first, 6), atol=1e-6)
     # Different grid or different weights are different entries.
     other = InversionCache(tmp_path)
     other.invert(backend, x0[:1], 7)
