@@ -86,7 +86,9 @@ class _Objective:
         from asyrp_bench.clip import directional_loss
 
         edit_emb = self.clip.encode_images(p_edit)
-        direction = directional_loss(self.source_embeddings[index], edit_emb, self.text_direction, form=self.form)
+        source = self.source_embeddings[index.to(self.source_embeddings.device)]
+        # CLIP may live on another device than the U-Net: the loss is assembled on the U-Net's.
+        direction = directional_loss(source, edit_emb, self.text_direction, form=self.form).to(p_edit.device)
         l1 = (p_edit - p_ref).abs().flatten(1).mean(dim=1)
         total = self.lambda_clip * direction + self.lambda_l1 * l1
         return total, direction, l1
