@@ -352,3 +352,41 @@ def test_bad_training_input(backend, images, clip, tmp_path):
     wrong = AdditiveEditor((16, 8, 8), backend.temb_dim)
     with pytest.raises(ConfigError, match="bottleneck of 16 channels"):
         run(backend, images, clip, tmp_path, editor=wrong)
+
+
+# -- the tiny ddpm backend (the real encode/decode code path at test size) -------------------------------------------
+
+
+def test_training_on_the_tiny_backend(clip, tmp_path):
+    pytest.importorskip("asyrp_bench.diffusion.backends.tiny", reason="the tiny backend has not landed")
+    backend = ab.load_backend("tiny", config="tiny16")
+    gen = torch.Generator().manual_seed(1)
+    ramp = torch.linspace(-1, 1, backend.image_size)
+    a, b = torch.rand(2, 3, 3, 1, 1, generator=gen) - 0.5
+    x0 = (a * ramp[:, None] + b * ramp[None, :] + 0.1 * torch.randn(3, 3, 16, 16, generator=gen)).clamp(-1, 1)
+    # the shared-encoder step equals the engine's on a U-Net with many skips and attention
+    torch.manual_seed(0)
+    editor = ab.build_editor("additive", backend.h_shape, backend.temb_dim)
+    x_T = ab.invert(backend, x0, 8)
+    x_edit = x_ref = x_T
+    for t, t_next in training_pairs(8, 500)[:2]:
+        ours = paired_step(backend, editor, x_edit, x_ref, t, t_next)
+        with torch.no_grad():
+            engine = (*ab.asyrp_step(backend, x_edit, t, t_next, editor), *ab.asyrp_step(backend, x_ref, t, t_next))
+        for got, want in zip(ours, engine, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        x_edit, x_ref = ours[0], ours[2]
+    unet = snapshot(backend)
+    kwargs = dict(clip=clip, cache=InversionCache(tmp_path / "cache"), t_edit=500, seed=0,
+                  overrides={"n_inv_step": 8, "n_train_step": 8, "n_iter": 4, "batch_size": 3, "lr": 2.0})
+    trained = train_editor(backend, x0, SOURCE, TARGET, **kwargs)
+    assert same(snapshot(backend), unet)
+    assert same(snapshot(train_editor(backend, x0, SOURCE, TARGET, **kwargs)), snapshot(trained))
+    objective = prepare_objective(clip, x0, SOURCE, TARGET, resolve_recipe("asyrp_paper"))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        initial = ab.build_editor("additive", backend.h_shape, backend.temb_dim)
+    pairs = training_pairs(8, 500)
+    before = chain_directional_loss(backend, initial, x_T, objective, pairs)
+    after = chain_directional_loss(backend, trained, x_T, objective, pairs)
+    assert after < before - 0.05, (before, after)
