@@ -70,8 +70,14 @@ class StepRecord:
 
 
 @dataclass
-class _Objective:
-    """Everything the loss needs that is fixed for the run (computed once)."""
+class Objective:
+    """The loss pieces fixed for a run (computed once by :func:`prepare_objective`).
+
+    Attributes:
+        clip: the frozen CLIP; text_direction: unit [D]; text_cosine: raw-prompt cosine (float);
+        source_embeddings: [N, D] CLIP embeddings of the real x0 (no grad); lambda_clip; lambda_l1: already
+        multiplied by text_cosine when the recipe says so; form: ``neg_log`` or ``one_minus``.
+    """
 
     clip: ClipModel
     text_direction: Tensor
@@ -201,7 +207,7 @@ def _freeze_clip(clip: ClipModel) -> None:
 
 def prepare_objective(
     clip: ClipModel, images: Tensor, source: str, target: str, recipe: Recipe, batch_size: int = 32
-) -> _Objective:
+) -> Objective:
     """The run's fixed loss pieces: source-image embeddings, text direction and text cosine (computed once)."""
     _freeze_clip(clip)
     with torch.no_grad():
@@ -211,7 +217,7 @@ def prepare_objective(
     text_direction = clip.text_direction(source, target)
     text_cosine = clip.text_cosine(source, target)
     weight_l1 = recipe.lambda_l1 * (text_cosine if recipe.l1_text_cosine else 1.0)
-    return _Objective(clip, text_direction, text_cosine, source_embeddings, recipe.lambda_clip, weight_l1,
+    return Objective(clip, text_direction, text_cosine, source_embeddings, recipe.lambda_clip, weight_l1,
                       recipe.loss_form)
 
 
@@ -366,7 +372,7 @@ def _train_loop(
     x_T: Tensor,
     ids: list[str],
     pairs: list[tuple[int, int]],
-    objective: _Objective,
+    objective: Objective,
     recipe: Recipe,
     seed: int,
     progress: bool,
@@ -462,7 +468,7 @@ def chain_directional_loss(
     backend: Backend,
     editor: Editor,
     x_T: Tensor,
-    objective: _Objective,
+    objective: Objective,
     pairs: Sequence[tuple[int, int]],
 ) -> float:
     """Mean L_dir over the training pairs of both chains, without updates (for monitoring and tests)."""

@@ -16,7 +16,7 @@ from asyrp_bench.editors.additive import AdditiveEditor
 from asyrp_bench.errors import ConfigError, InputError, TrainingDivergedError, UnknownNameError
 from asyrp_bench.recipes import RECIPES, Recipe, register_recipe, resolve_recipe
 from asyrp_bench.training import (
-    _Objective,
+    Objective,
     chain_directional_loss,
     paired_step,
     prepare_objective,
@@ -123,7 +123,7 @@ def test_loss_is_the_hand_computation_per_image(images):
     text_dir = torch.tensor([1.0, -1.0, 0.5])
     text_dir = text_dir / text_dir.norm()
     clip = KnownEmbeddings()
-    objective = _Objective(clip, text_dir, 0.8, clip.encode_images(x0), lambda_clip=1.5, lambda_l1=3.0 * 0.8,
+    objective = Objective(clip, text_dir, 0.8, clip.encode_images(x0), lambda_clip=1.5, lambda_l1=3.0 * 0.8,
                            form="neg_log")
     total, direction, l1 = objective.per_image(p_edit, p_ref, torch.tensor([0, 1]))
     for i in range(2):
@@ -140,8 +140,8 @@ def test_loss_is_the_hand_computation_per_image(images):
         alone = objective.per_image(p_edit[i:i + 1], p_ref[i:i + 1], torch.tensor([i]))[0]
         torch.testing.assert_close(alone, total[i:i + 1])
     # swapping the images' roles flips the cosine's sign; P̃ = x0 gives cos = 0, i.e. log 2 (defined, not NaN)
-    swapped = _Objective(clip, text_dir, 0.8, clip.encode_images(p_edit), 1.0, 0.0, "one_minus")
-    cos_fwd = 1 - _Objective(clip, text_dir, 0.8, clip.encode_images(x0), 1.0, 0.0, "one_minus").per_image(
+    swapped = Objective(clip, text_dir, 0.8, clip.encode_images(p_edit), 1.0, 0.0, "one_minus")
+    cos_fwd = 1 - Objective(clip, text_dir, 0.8, clip.encode_images(x0), 1.0, 0.0, "one_minus").per_image(
         p_edit, p_ref, torch.tensor([0, 1]))[1]
     cos_bwd = 1 - swapped.per_image(x0, p_ref, torch.tensor([0, 1]))[1]
     torch.testing.assert_close(cos_fwd, -cos_bwd)
