@@ -1,4 +1,4 @@
-"""``asyrp-bench train`` and ``asyrp-bench edit`` end to end on a toy U-Net and a tiny open_clip model (offline)."""
+"""``asyrp-bench train`` and ``asyrp-bench edit`` end to end on the tiny backend and a tiny open_clip model (offline)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,7 @@ from typer.testing import CliRunner
 
 import asyrp_bench as ab
 from asyrp_bench.cli import app
-from asyrp_bench.diffusion.backends.base import BACKENDS
 from tests._metric_models import save_tiny_clip_dir
-from tests.toys import ToyBackend
-
-
-@pytest.fixture(autouse=True)
-def _toy_backend(monkeypatch: pytest.MonkeyPatch):
-    """The toy U-Net as a registered backend for the CLI, for this module only."""
-    monkeypatch.setitem(BACKENDS._entries, "toy", ToyBackend)
 
 
 @pytest.fixture(autouse=True)
@@ -44,15 +36,18 @@ def world(tmp_path: Path) -> dict[str, Path]:
     # another size and format: resized (shorter side + centre crop) to the backend's 16 px
     Image.fromarray(rng.integers(0, 255, size=(24, 20, 3), dtype=np.uint8)).save(images / "003.jpg")
     (images / "notes.txt").write_text("not an image; ignored")
-    config = tmp_path / "toy.yaml"
-    config.write_text(yaml.safe_dump({"size": 16}))
+    config = tmp_path / "tiny.yaml"  # the tiny16 preset, written as a config file
+    config.write_text(yaml.safe_dump(TINY16))
     clip = save_tiny_clip_dir(tmp_path / "clip")
     return {"images": images, "config": config, "clip": clip, "root": tmp_path}
 
 
+TINY16 = {"resolution": 16, "ch_mult": [1, 2], "attn_resolutions": [8], "seed": 0}
+
+
 def train_args(world: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return [
-        "train", "--images", str(world["images"]), "--out", str(out), "--backend", "toy",
+        "train", "--images", str(world["images"]), "--out", str(out), "--backend", "tiny",
         "--config", str(world["config"]), "--source", "face", "--target", "smiling face",
         "--clip-model", f"local-dir:{world['clip']}", "--set", "n_inv_step=6", "--set", "n_train_step=6",
         "--set", "lr=1.0", "--t-edit", "400", "--t-boost", "200", "--quiet", "--cache-dir",
@@ -71,7 +66,7 @@ def test_train_then_edit(world):
     meta = editor.metadata
     assert meta["t_edit"] == 400 and meta["t_boost"] == 200 and meta["n_train_step"] == 6
     assert meta["training"]["image_ids"] == ["000", "001", "002", "003"]
-    assert meta["backend_spec"]["name"] == "toy" and meta["recipe"]["values"]["lr"] == 1.0
+    assert meta["backend_spec"]["name"] == "tiny" and meta["recipe"]["values"]["lr"] == 1.0
 
     edited_dir = world["root"] / "edited_run"
     result = runner.invoke(app, ["edit", f"{out}:0.5", "--images", str(world["images"]), "--out", str(edited_dir),
@@ -82,10 +77,12 @@ def test_train_then_edit(world):
     record = json.loads((edited_dir / "edit.json").read_text())
     assert record["editors"][0]["coefficient"] == 0.5 and record["n_test_step"] == 6
     # the written edit is the library's edit at strength 0.5 with the stored interval and step scaling
-    backend = ToyBackend(size=16)
-    from asyrp_bench.cli._imageio import load_image_folder
+    backend = ab.load_backend("tiny", config="tiny16")
+    assert backend.weights_hash == meta["backend"]["weights_hash"]
+    from asyrp_bench.cli._common import load_image_folder
 
-    ids, x0 = load_image_folder(world["images"], 16)
+    ids, x0, resized = load_image_folder(world["images"], 16)
+    assert resized == ["003.jpg: 24x20 -> 16x16"]
     x_T = ab.invert(backend, x0, 6)
     expected = ab.edit(backend, x_T, editor, None, None, 6, strength=0.5, generator=ab.image_generators(1234, ids))
     png = torch.from_numpy(np.array(Image.open(edited_dir / "edited" / "001.png"))).permute(2, 0, 1)
@@ -117,12 +114,12 @@ def test_cli_errors_are_clear(world):
     assert result.exit_code == 2 and "Did you mean 'lambda_l1'" in result.output
     assert not out.exists()
 
-    # an editor trained on one toy U-Net, used on another: refused unless asked for
+    # an editor trained on one tiny U-Net, used on another: refused unless asked for
     assert runner.invoke(app, train_args(world, out)).exit_code == 0
     other = world["root"] / "other.yaml"
-    other.write_text(yaml.safe_dump({"size": 16, "seed": 5}))
+    other.write_text(yaml.safe_dump({**TINY16, "seed": 5}))
     edit = ["edit", str(out), "--images", str(world["images"]), "--out", str(world["root"] / "o"),
-            "--backend", "toy", "--config", str(other), "--n-test-step", "6", "--cache-dir", str(world["root"] / "c")]
+            "--backend", "tiny", "--config", str(other), "--n-test-step", "6", "--cache-dir", str(world["root"] / "c")]
     result = runner.invoke(app, edit)
     assert result.exit_code == 2 and "different U-Net weights" in result.output
     assert runner.invoke(app, [*edit, "--ignore-backend-hash"]).exit_code == 0

@@ -49,3 +49,17 @@ def load_cli_backend(name: str, weights: str | None, config: str | None, device:
     from asyrp_bench.diffusion.backends.base import load_backend
 
     return load_backend(name, weights=weights, config=backend_config(config), device=device)
+
+
+def load_image_folder(folder: str | Path, size: int, limit: int | None = None) -> tuple[list[str], Any, list[str]]:
+    """(ids, images [N, 3, size, size] in [-1, 1], notes on resized files) of the first ``limit`` images of a
+    folder in id order (``asyrp_bench.images``: id = file name without suffix, its resize rule, unreadable files
+    named in the error)."""
+    from asyrp_bench.images import list_images, load_images, to_unit_range
+
+    listing = list_images(folder)
+    ids = sorted(listing.images)[:limit]
+    paths = [listing.images[i] for i in ids]
+    batch, resized = load_images(paths, (size, size))
+    notes = [f"{paths[i].name}: {h}x{w} -> {size}x{size}" for i, (h, w) in resized]
+    return ids, to_unit_range(batch), notes

@@ -56,10 +56,10 @@ def edit_command(
     from asyrp_bench.asyrp import edit as run_edit
     from asyrp_bench.asyrp import image_generators
     from asyrp_bench.cache import InversionCache
-    from asyrp_bench.cli._common import load_cli_backend
-    from asyrp_bench.cli._imageio import load_image_folder, save_png
+    from asyrp_bench.cli._common import load_cli_backend, load_image_folder
     from asyrp_bench.editors.io import check_editor_backend, load_editor
     from asyrp_bench.errors import ConfigError
+    from asyrp_bench.images import save_png
 
     if not editors:
         raise ConfigError("give at least one editor file")
@@ -80,7 +80,7 @@ def edit_command(
         check_editor_backend(editor, net, check_hash=not ignore_backend_hash, source=str(path))
         editor.to(net.device)
     n_inv = n_inv_step or int(first.get("n_inv_step") or 40)
-    ids, x0 = load_image_folder(images, net.image_size, limit=n_images)
+    ids, x0, resized = load_image_folder(images, net.image_size, limit=n_images)
     cache = InversionCache(cache_dir) if cache_dir is not None else InversionCache()
     x0 = x0.to(net.device)
     terms = loaded[0][0] if len(loaded) == 1 else loaded
@@ -103,6 +103,7 @@ def edit_command(
                     for (p, c), (e, _) in zip(parsed, loaded, strict=True)],
         "images": str(images), "image_ids": ids, "backend": net.describe(), "strength": strength,
         "n_test_step": n_test_step, "n_inv_step": n_inv, "t_edit": t_edit, "t_boost": t_boost, "seed": seed,
+        "resized": resized,
     }
     (out / "edit.json").write_text(json.dumps(record, indent=2, default=str))
     console.print(f"wrote {len(ids)} edited images to {out / 'edited'} and reconstructions to {out / 'recon'}")

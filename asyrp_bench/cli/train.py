@@ -41,8 +41,7 @@ def train_command(
 ) -> None:
     """Train an editor with the directional CLIP loss and write it, with its provenance, as safetensors."""
     from asyrp_bench.cache import InversionCache
-    from asyrp_bench.cli._common import load_cli_backend, parse_assignments
-    from asyrp_bench.cli._imageio import load_image_folder
+    from asyrp_bench.cli._common import load_cli_backend, load_image_folder, parse_assignments
     from asyrp_bench.errors import ConfigError
     from asyrp_bench.recipes import resolve_recipe
     from asyrp_bench.training import train_editor
@@ -57,8 +56,9 @@ def train_command(
     resolved = resolve_recipe(recipe, overrides)  # fail on a bad recipe before loading anything heavy
     editor_params = parse_assignments(param, "--param")
     net = load_cli_backend(backend, weights, config, device)
-    ids, x0 = load_image_folder(images, net.image_size, limit=resolved.n_train_img)
-    console.print(f"training on {len(ids)} image(s) from {images} with recipe [bold]{resolved.name}[/]")
+    ids, x0, resized = load_image_folder(images, net.image_size, limit=resolved.n_train_img)
+    console.print(f"training on {len(ids)} image(s) from {images} with recipe [bold]{resolved.name}[/]"
+                  + (f"; {len(resized)} resized to {net.image_size} px" if resized else ""))
     editor = train_editor(
         net, x0, source, target, edit=edit, recipe=recipe, overrides=overrides, variant=variant,
         editor_params=editor_params or None, t_edit=t_edit, t_boost=t_boost, seed=seed, image_ids=ids,
