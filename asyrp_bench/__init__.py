@@ -26,6 +26,10 @@ _PUBLIC = {
     "generate": "asyrp_bench.asyrp",
     "image_generators": "asyrp_bench.asyrp",
     "load_editor": "asyrp_bench.editors.io",
+    "save_editor": "asyrp_bench.editors.io",
+    "train_editor": "asyrp_bench.training",
+    "Recipe": "asyrp_bench.recipes",
+    "resolve_recipe": "asyrp_bench.recipes",
     "build_editor": "asyrp_bench.editors.base",
     "Editor": "asyrp_bench.editors.base",
 }
