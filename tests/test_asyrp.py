@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
@@ -173,7 +175,7 @@ def test_invert_then_generate_on_the_tiny_backend_improves_with_more_steps():
     tiny = ab.load_backend("tiny")
     x0 = torch.rand(2, 3, tiny.image_size, tiny.image_size, generator=torch.Generator().manual_seed(5)) * 1.6 - 0.8
     errors = [(ab.generate(tiny, ab.invert(tiny, x0, n), n) - x0).abs().mean().item() for n in (5, 10, 20, 40)]
-    assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
+    assert all(later < earlier for earlier, later in itertools.pairwise(errors)), errors
     assert errors[-1] < 0.5 * errors[0], errors
 
 
