@@ -91,6 +91,10 @@ def test_timesteps_matter(backend):
          "integer timesteps"),
         (lambda b: (torch.zeros(2, b.in_channels, b.image_size, b.image_size), 3.0), "must be an int"),
         (lambda b: ([[0.0]], 3), "must be a torch.Tensor"),
+        (lambda b: (torch.zeros(1, b.in_channels, b.image_size, b.image_size, dtype=torch.float64), 3),
+         r"x_t is torch.float64 on cpu but the \w+ backend is torch.float32 on cpu"),
+        (lambda b: (torch.zeros(1, b.in_channels, b.image_size, b.image_size, dtype=torch.uint8), 3),
+         "floating-point"),
     ],
 )
 def test_bad_inputs_raise_input_error(backend, make, message):

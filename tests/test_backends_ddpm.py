@@ -135,3 +135,16 @@ def test_missing_config_key_lists_the_valid_keys():
         DDPMBackend.build(config)
     with pytest.raises(ConfigError, match="presets: celeba_hq, church_outdoor, bedroom"):
         DDPMBackend.build("celeba")
+
+
+def test_ls_backends_lists_every_preset_with_its_weights_key():
+    from typer.testing import CliRunner
+
+    from asyrp_bench.cli import app
+
+    result = CliRunner().invoke(app, ["ls", "backends"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for preset in ("celeba_hq", "church_outdoor", "bedroom", "ddpm_ema_celebahq_256", "tiny16"):
+        assert preset in result.output
+    assert "256 px, ch 128×(1,1,2,2,4,4), 2 res/level, attn 16, h 512×8×8" in result.output
+    assert "ddpm_church_outdoor" in result.output and "diffusers_ddpm_ema_celebahq_256" in result.output

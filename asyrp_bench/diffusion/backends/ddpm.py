@@ -272,12 +272,13 @@ class DDPMBackend(Backend):
 
     @staticmethod
     def summarize(cfg: DDPMConfig) -> str:
-        """One line: resolution, widths, blocks, attention, h and temb sizes."""
+        """One line: resolution, widths, blocks per level, attention resolutions, h shape."""
         bottom = cfg.resolution // 2 ** (len(cfg.ch_mult) - 1)
         attn = ",".join(str(r) for r in cfg.attn_resolutions) or "none"
+        mult = ",".join(str(m) for m in cfg.ch_mult)
         return (
-            f"{cfg.resolution} px, ch {cfg.ch} x {tuple(cfg.ch_mult)}, {cfg.num_res_blocks} res blocks, attn @{attn}; "
-            f"h {cfg.ch * cfg.ch_mult[-1]}x{bottom}x{bottom}, temb {4 * cfg.ch}"
+            f"{cfg.resolution} px, ch {cfg.ch}×({mult}), {cfg.num_res_blocks} res/level, attn {attn}, "
+            f"h {cfg.ch * cfg.ch_mult[-1]}×{bottom}×{bottom}"
         )
 
     def __init__(self, config: DDPMConfig) -> None:
