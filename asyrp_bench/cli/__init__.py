@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyrp_bench.cli import doctor, ls, world  # noqa: F401  (modules register their commands on import)
+from asyrp_bench.cli import doctor, edit, ls, score, train, world  # noqa: F401  (modules register their commands on import)
 from asyrp_bench.cli.app import app
 
 

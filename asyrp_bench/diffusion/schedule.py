@@ -10,6 +10,7 @@ hand-written equations. Conventions follow the official Asyrp code (spec §1.1-�
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -62,7 +63,7 @@ def generation_pairs(grid: Sequence[int]) -> list[tuple[int, int]]:
 
 def inversion_pairs(grid: Sequence[int]) -> list[tuple[int, int]]:
     """(t, t_next) pairs of DDIM inversion, ascending: the model is evaluated at the lower t (spec §1.3)."""
-    return list(zip(grid[:-1], grid[1:], strict=True))
+    return list(itertools.pairwise(grid))
 
 
 def alpha_bar(alphas: Tensor, t: int) -> Tensor:

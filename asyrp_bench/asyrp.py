@@ -1,0 +1,247 @@
+"""The asymmetric reverse process (paper §3.1-3.3, spec §1-§2, §5.3, §7).
+
+Pure functions over a frozen :class:`~asyrp_bench.diffusion.backends.Backend` and editors:
+
+* :func:`invert` - deterministic DDIM inversion x0 -> x_T (η = 0, model at the lower t, spec §1.3).
+* :func:`asyrp_step` - one step; with an editor it is the asymmetric step of paper Eq. 11:
+  x_{t'} = √ᾱ_{t'}·P_t(ε̃) + √(1-ᾱ_{t'})·ε, where ε̃ decodes h + s·Δh and ε decodes h, from one encoder pass.
+* :func:`edit` - the three phases of spec §5.3: asymmetric steps for t ≥ t_edit, plain DDIM down to t_boost,
+  DDIM with η = 1 below t_boost (quality boosting), output P_0.
+* :func:`generate` - plain DDIM from x_T (the reconstruction when x_T came from :func:`invert`).
+
+Noise for η > 0 comes from one ``torch.Generator`` per image, so a batch gives the same per-image result as
+batch size 1 (design rule from code_style_anchors §8.8).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from asyrp_bench.diffusion.backends.base import Backend, Bottleneck
+from asyrp_bench.diffusion.schedule import (
+    alpha_bar,
+    alphas_cumprod,
+    ddim_update,
+    generation_pairs,
+    inversion_pairs,
+    timestep_grid,
+)
+from asyrp_bench.errors import ConfigError, InputError
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+EditorTerms = list[tuple[nn.Module, float]]
+ProgressFn = Callable[[int, int], None]
+
+_ALPHAS: dict[tuple[str, torch.dtype], Tensor] = {}
+
+
+def schedule_alphas(device: torch.device | str, dtype: torch.dtype = torch.float32) -> Tensor:
+    """ᾱ of the linear schedule on ``device`` (computed once per device)."""
+    key = (str(device), dtype)
+    if key not in _ALPHAS:
+        _ALPHAS[key] = alphas_cumprod().to(device=device, dtype=dtype)
+    return _ALPHAS[key]
+
+
+def editor_terms(editor: nn.Module | Sequence[tuple[nn.Module, float]] | None, strength: float = 1.0) -> EditorTerms:
+    """Normalise ``editor`` to [(f_i, coefficient_i)] with the multi-attribute rule of spec §7.3.
+
+    One editor gets coefficient ``strength``. Several editors (f_i, c_i) get s·c_i/√N each, so that
+    h' = h + Σ_i s·c_i·f_i(h, t)/√N.
+    """
+    if editor is None:
+        return []
+    if isinstance(editor, nn.Module):
+        return [(editor, float(strength))]
+    terms = list(editor)
+    if not terms:
+        return []
+    scale = float(strength) / math.sqrt(len(terms))
+    out: EditorTerms = []
+    for item in terms:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], nn.Module)):
+            raise InputError("a combination of editors must be a sequence of (editor, coefficient) pairs")
+        out.append((item[0], float(item[1]) * scale))
+    return out
+
+
+def delta_h(terms: EditorTerms, bottleneck: Bottleneck) -> Tensor:
+    """Σ_i c_i·f_i(h, temb): every editor sees the original h (spec §2.2)."""
+    total = torch.zeros_like(bottleneck.h)
+    for editor, coefficient in terms:
+        total = total + coefficient * editor(bottleneck.h, bottleneck.temb)
+    return total
+
+
+def _noise_like(x: Tensor, generator: Generators) -> Tensor:
+    """N(0, I) noise, drawn per image when a generator per image is given (batch-size invariant)."""
+    if generator is None:
+        return torch.randn_like(x)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+    generators = list(generator)
+    if len(generators) != x.shape[0]:
+        raise InputError(f"got {len(generators)} generators for a batch of {x.shape[0]} images")
+    return torch.stack(
+        [torch.randn(x.shape[1:], generator=g, device=g.device, dtype=x.dtype) for g in generators]
+    ).to(x.device)
+
+
+def image_generators(seed: int, image_ids: Sequence[str | int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded from (seed, image id): results do not depend on batching or order."""
+    import hashlib
+
+    gens = []
+    for image_id in image_ids:
+        digest = hashlib.sha256(f"{int(seed)}:{image_id}".encode()).digest()
+        gens.append(torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1))
+    return gens
+
+
+def _check_image(backend: Backend, x: Tensor, what: str) -> None:
+    if not isinstance(x, Tensor):
+        raise InputError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    backend.check_inputs(x, 0)
+
+
+def asyrp_step(
+    backend: Backend,
+    x_t: Tensor,
+    t: int,
+    t_next: int,
+    editor: nn.Module | Sequence[tuple[nn.Module, float]] | None = None,
+    strength: float = 1.0,
+    eta: float = 0.0,
+    generator: Generators = None,
+) -> tuple[Tensor, Tensor]:
+    """One reverse step from t to t_next (``t_next = -1`` means ᾱ = 1), returning ``(x_next, x0_pred)``.
+
+    With an editor (or a list of ``(editor, coefficient)``) this is the asymmetric step of paper Eq. 11: one
+    encoder pass, ε from h, ε̃ from h + Δh (same skips); Δh reaches only P_t, the direction term uses ε. Without
+    one it is a plain DDIM step with a single decode. ``strength`` is the scale s applied to Δh as given (the
+    step-count rescaling lives in :func:`edit`). ``x0_pred`` is P_t(ε̃) (or P_t(ε) without an editor).
+    """
+    if not isinstance(t, int) or not isinstance(t_next, int):
+        raise InputError(f"t and t_next must be ints, got {t!r}, {t_next!r}")
+    if t_next >= t:
+        raise InputError(f"a reverse step needs t_next < t, got t={t}, t_next={t_next}")
+    alphas = schedule_alphas(x_t.device)
+    a_t, a_next = alpha_bar(alphas, t), alpha_bar(alphas, t_next)
+    bottleneck = backend.encode(x_t, t)
+    eps = backend.decode(bottleneck)
+    terms = editor_terms(editor, strength)
+    eps_x0 = backend.decode(bottleneck, bottleneck.h + delta_h(terms, bottleneck)) if terms else eps
+    noise = _noise_like(x_t, generator) if eta > 0 else None
+    return ddim_update(x_t, eps_x0, eps, a_t, a_next, eta=eta, noise=noise)
+
+
+@torch.no_grad()
+def invert(
+    backend: Backend,
+    x0: Tensor,
+    n_steps: int,
+    t0: int = 999,
+    progress: ProgressFn | None = None,
+) -> Tensor:
+    """DDIM inversion (η = 0) of images in [-1, 1] to x_{t0} over the ``n_steps`` grid (spec §1.3).
+
+    The chain starts from x0 as the state at t = 0 (ᾱ_0 = 0.9999, not 1), evaluates the model at the lower t of
+    each pair and uses n_steps - 1 network evaluations.
+    """
+    _check_image(backend, x0, "x0")
+    alphas = schedule_alphas(x0.device)
+    pairs = inversion_pairs(timestep_grid(n_steps, t0))
+    x = x0
+    for i, (t, t_next) in enumerate(pairs):
+        eps = backend(x, t)
+        x, _ = ddim_update(x, eps, eps, alpha_bar(alphas, t), alpha_bar(alphas, t_next))
+        if progress is not None:
+            progress(i + 1, len(pairs))
+    return x
+
+
+def _resolve_from_editors(terms: EditorTerms, key: str, given: Any) -> Any:
+    """A value the caller did not give, read from editor metadata (fixes spec §10 B8)."""
+    if given is not None:
+        return given
+    values = {editor.metadata.get(key) for editor, _ in terms if getattr(editor, "metadata", None)}
+    values.discard(None)
+    if not values:
+        return None
+    if key == "t_edit":
+        # Several attributes: the latest t_edit, i.e. the shortest interval (spec §7.3).
+        return max(values)
+    if len(values) > 1:
+        raise ConfigError(f"editors disagree on {key} ({sorted(values)}); pass {key} explicitly")
+    return values.pop()
+
+
+@torch.no_grad()
+def edit(
+    backend: Backend,
+    x_T: Tensor,
+    editor: nn.Module | Sequence[tuple[nn.Module, float]] | None,
+    t_edit: int | None,
+    t_boost: int | None,
+    n_steps: int,
+    strength: float = 1.0,
+    n_train_step: int | None = None,
+    generator: Generators = None,
+    t0: int = 999,
+    progress: ProgressFn | None = None,
+) -> Tensor:
+    """Generate from x_T with the three phases of spec §5.3 and return P_0, clamped to [-1, 1].
+
+    Args:
+        backend: the frozen U-Net.
+        x_T: latents at t0, usually from :func:`invert`.
+        editor: an editor, a list of (editor, coefficient) for a linear combination (spec §7.3), or None.
+        t_edit: asymmetric steps run for t ≥ t_edit. None reads it from the editors' metadata.
+        t_boost: DDIM with η = 1 runs for t < t_boost ("quality boosting"). None reads it from the editors'
+            metadata; when none is recorded, or when it is ≤ 0, boosting is off.
+        n_steps: the test grid size (n_test_step).
+        strength: the user's editing strength (hs_coeff_delta_h; negative reverses the attribute).
+        n_train_step: grid size the editor was trained on. Δh is scaled by n_train_step / n_steps because it is
+            applied once per step (spec §2.4). None reads it from the editors' metadata, else no rescaling.
+        generator: one generator per image (see :func:`image_generators`) or one for the batch, for η = 1 noise.
+    """
+    _check_image(backend, x_T, "x_T")
+    terms = editor_terms(editor, strength)
+    t_edit = _resolve_from_editors(terms, "t_edit", t_edit)
+    t_boost = _resolve_from_editors(terms, "t_boost", t_boost)
+    n_train_step = _resolve_from_editors(terms, "n_train_step", n_train_step)
+    if terms and t_edit is None:
+        raise ConfigError("t_edit is required: pass it, or use an editor file that records it")
+    scale = (n_train_step / n_steps) if (terms and n_train_step) else 1.0
+    terms = [(e, c * scale) for e, c in terms]
+    boost_below = t_boost if (t_boost is not None and t_boost > 0) else -1
+    pairs = generation_pairs(timestep_grid(n_steps, t0))
+    x = x_T
+    x0_pred = x_T
+    for i, (t, t_next) in enumerate(pairs):
+        if terms and t >= t_edit:
+            x, x0_pred = asyrp_step(backend, x, t, t_next, terms, 1.0)
+        elif t < boost_below:
+            x, x0_pred = asyrp_step(backend, x, t, t_next, None, eta=1.0, generator=generator)
+        else:
+            x, x0_pred = asyrp_step(backend, x, t, t_next, None)
+        if progress is not None:
+            progress(i + 1, len(pairs))
+    # The last step maps to ᾱ = 1, so x equals P_0 (spec §1.3).
+    return x0_pred.clamp(-1.0, 1.0)
+
+
+def generate(
+    backend: Backend,
+    x_T: Tensor,
+    n_steps: int,
+    t0: int = 999,
+    progress: ProgressFn | None = None,
+) -> Tensor:
+    """Plain deterministic DDIM from x_T (the DDIM reconstruction when x_T = invert(x0)), clamped to [-1, 1]."""
+    return edit(backend, x_T, None, None, None, n_steps, t0=t0, progress=progress)
