@@ -205,3 +205,13 @@ register_recipe(Recipe(
     lambda_clip=0.8, lambda_l1=3.0, n_inv_step=40, n_train_step=40, batch_size=9, n_iter=20, n_train_img=1000,
     variant="transformer", editor_params={"layer_type": "pc", "injection": "adagn", "heads": 1},
 ))
+
+register_recipe(Recipe(
+    name="world_quickstart",
+    description="The shipped toy world (docs/world.md): the paper's SGD/λ recipe on the world DDPM and tiny CLIP, "
+                "batch 4, two passes over 32 faces, t_edit 400 (the world's 32 px faces lose their mouths to "
+                "noise earlier than 256 px CelebA); minutes on 2 CPU cores.",
+    optimizer="sgd", lr=1.0, momentum=0.0, weight_decay=0.0,
+    lambda_clip=1.0, lambda_l1=3.0, clip_model="world_clip", clip_pretrained=None,
+    n_inv_step=40, n_train_step=40, batch_size=4, n_iter=2, n_train_img=32, t_edit=400, t_boost=None,
+))

@@ -31,7 +31,7 @@ def test_same_seeds_same_faces_and_batch_independence():
     alone = render(sample_params([99]))
     assert torch.equal(alone.images[0], a.images[2]) and torch.equal(alone.masks[0], a.masks[2])
     # a face does not depend on its neighbours or on the render chunking
-    big = render(sample_params(list(range(200, 330)) + [17]))
+    big = render(sample_params([*list(range(200, 330)), 17]))
     assert torch.equal(big.images[-1], a.images[1])
 
 
@@ -42,7 +42,7 @@ def test_different_seeds_differ_and_cover_every_class():
     present = set(faces.masks.unique().tolist())
     assert present == set(range(len(CLASSES)))
     assert faces.images.dtype == torch.float32 and faces.images.shape == (64, 3, 32, 32)
-    assert 0.0 <= faces.images.min() and faces.images.max() <= 1.0
+    assert faces.images.min() >= 0.0 and faces.images.max() <= 1.0
 
 
 def test_masks_and_images_are_the_box_filter_of_the_fine_render():

@@ -65,11 +65,14 @@ def test_ddpm_predicts_the_noise_of_world_faces():
     assert max(errors.values()) < 0.25, errors
 
 
-def test_ddim_inversion_reconstructs_split_faces():
-    unet = assets.load_unet()
+def test_ddim_inversion_reconstructs_split_faces_through_the_diffusers_backend():
+    import asyrp_bench as ab
+
+    backend = ab.load_backend("diffusers", weights="world_ddpm")
+    assert backend.h_shape == (128, 4, 4) and backend.image_size == 32
     images = render_split(4).images
-    rec = check.recon(unet, images, n_steps=10)
-    assert float(check.psnr_db(rec, images).mean()) > 20.0
+    rec = check.recon(backend, images, n_steps=20)
+    assert float(check.psnr_db(rec, images).mean()) > 25.0
 
 
 def test_clip_loads_through_open_clip_local_dir_with_standard_preprocessing():
@@ -84,28 +87,28 @@ def test_clip_loads_through_open_clip_local_dir_with_standard_preprocessing():
     assert preprocess.transforms[0].size == 32
     img = render_split(1).images[0]
     pil = Image.fromarray((img * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy())
-    judge = check.ClipJudge()
+    clip = check.load_world_clip()  # the project's loader, through the weights key
+    assert clip.image_size == 32
     with torch.no_grad():
         via_pil = torch.nn.functional.normalize(model.encode_image(preprocess(pil)[None]), dim=1)
-    assert torch.allclose(via_pil, judge.image_embeddings(img[None]), atol=2e-2)
+    assert torch.allclose(via_pil, clip.encode_images(img[None] * 2 - 1), atol=2e-2)
 
 
 def test_clip_ranks_the_true_caption_first_on_held_out_faces():
-    top1 = check.clip_top1(check.ClipJudge(), n=120)
+    top1 = check.clip_top1(check.load_world_clip(), n=120)
     assert min(top1.values()) >= 0.9, top1
 
 
 def test_clip_text_directions_point_where_the_images_move():
-    cos = check.clip_direction_cos(check.ClipJudge(), n=32)
+    cos = check.clip_direction_cos(check.load_world_clip(), n=32)
     assert cos["smiling"] > 0.3 and cos["tanned"] > 0.3, cos
 
 
 def test_clip_image_gradients_are_finite_and_nonzero():
-    judge = check.ClipJudge()
-    x = render_split(2).images.requires_grad_(True)
-    emb = torch.nn.functional.normalize(judge.model.encode_image((x - judge.mean) / judge.std), dim=1)
-    direction = judge.direction(*captions.EDIT_PROMPTS["smiling"])
-    (emb @ direction).sum().backward()
+    clip = check.load_world_clip()
+    x = (render_split(2).images * 2 - 1).requires_grad_(True)
+    direction = clip.text_direction(*captions.EDIT_PROMPTS["smiling"])
+    (clip.encode_images(x) @ direction).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
@@ -165,7 +168,9 @@ def test_fid_extractor_registers_once_and_separates_sets():
     a = render(check.eval_faces(n, offset=90_000)).images
     b = render(check.eval_faces(n, offset=91_000)).images
     smiling = render(with_attributes(check.eval_faces(n, offset=91_000), smile=1.0)).images
-    floor = check.fid_world(a, b)
+    tanned = render(with_attributes(check.eval_faces(n, offset=91_000), tan=1.0)).images
+    floor = check.fid_world(a, b)  # two disjoint sets of generator faces
     assert abs(check.fid_world(a, a)) < 1e-3
-    assert check.fid_world(a, smiling) > 3 * floor
-    assert check.fid_world(a, torch.nn.functional.avg_pool2d(b, 3, 1, 1)) > 3 * floor
+    assert check.fid_world(a, smiling) > 3 * floor and check.fid_world(a, tanned) > 3 * floor
+    # trained with blur augmentation, the extractor sees blur only mildly (docs/world.md)
+    assert check.fid_world(a, torch.nn.functional.avg_pool2d(b, 3, 1, 1)) > floor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import torch
@@ -54,10 +55,8 @@ def _linear_run(work, interrupt_at=None):
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path):
     whole, info = _linear_run(tmp_path / "a")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _linear_run(tmp_path / "b", interrupt_at=3)
-    except KeyboardInterrupt:
-        pass
     assert int(torch.load(tmp_path / "b" / "toy.ckpt.pt", weights_only=True)["step"]) == 2
     resumed, _ = _linear_run(tmp_path / "b")
     for key, value in whole.state_dict().items():

@@ -38,7 +38,7 @@ def sample_command(
     from torchvision.utils import save_image
 
     from asyrp_bench.errors import InputError
-    from asyrp_bench.world import assets, check
+    from asyrp_bench.world import check
     from asyrp_bench.world.generator import render, sample_params
 
     if what not in ("generator", "ddpm", "both"):
@@ -49,7 +49,7 @@ def sample_command(
     if what in ("generator", "both"):
         blocks.append(render(sample_params(np.arange(seed, seed + n))).images)
     if what in ("ddpm", "both"):
-        blocks.append(check.sample(assets.load_unet(world), n, seed=seed, n_steps=steps))
+        blocks.append(check.sample(check.load_backend(world), n, seed=seed, n_steps=steps))
     grid = torch.cat(blocks)
     grid = F.interpolate(grid, scale_factor=scale, mode="nearest") if scale > 1 else grid
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,12 +92,19 @@ def check_command(
     world: Annotated[Path | None, typer.Option(help="A trained world folder (default: the shipped one).")] = None,
     n_samples: Annotated[int, typer.Option(help="DDPM samples for FID.")] = 256,
     steps: Annotated[int, typer.Option(help="DDIM steps for inversion and sampling.")] = 40,
+    n_faces: Annotated[int | None, typer.Option(help="Use only the first faces of the split.")] = None,
+    edits: Annotated[bool, typer.Option("--edits/--no-edits", help="Train the smiling and tanned editors "
+                                        "(recipe world_quickstart) and judge their edits.")] = True,
+    n_train: Annotated[int | None, typer.Option(help="Editor training faces (default: the recipe's).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Write PNG grids (samples, reconstructions, edits) here.")] = None,
 ) -> None:
     """Measure the world: reconstruction PSNR, FID of samples, CLIP top-1 and directions, judges, edits."""
     from asyrp_bench.world.check import run_check
 
     log = (lambda m: None) if as_json else (lambda m: err_console.print(f"[dim]{m}...[/]"))
-    result = run_check(world, n_samples=n_samples, n_steps=steps, log=log)
+    overrides = {"n_train_img": n_train} if n_train is not None else None
+    result = run_check(world, n_samples=n_samples, n_steps=steps, n_faces=n_faces, log=log, edits=edits,
+                       edit_overrides=overrides, images_out=images)
     if as_json:
         print(json.dumps(result, sort_keys=True))
         return
@@ -114,6 +121,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     for key, value in d.items():
         if isinstance(value, dict):
             out.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out[f"{prefix}{key}"] = f"{len(value)} rows (see --json)"
         else:
             out[f"{prefix}{key}"] = value
     return out

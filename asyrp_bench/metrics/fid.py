@@ -43,8 +43,8 @@ DEFAULT_EXTRACTOR = "inception-v3-compat"
 RNG_SEED = 2020  # torch-fidelity's default; fixed so KID's subsets are reproducible
 
 # Extra extractor names -> "module:function" that registers them with torch-fidelity (imported on first use).
-# e.g. the toy world adds "asyrp-world": "asyrp_bench.world.nets:register_fid_extractor".
-EXTRACTOR_HOOKS: dict[str, str] = {}
+# The toy world's extractor (docs/world.md) registers itself on first use.
+EXTRACTOR_HOOKS: dict[str, str] = {"asyrp-world": "asyrp_bench.world.nets:register_fid_extractor"}
 
 _DOWNLOADING_BUILTINS_PREFIX = "torch_fidelity."
 

@@ -7,6 +7,8 @@ Every loader takes an optional folder; by default it uses the weights registry (
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,8 @@ def load_parser(root: Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
     sidecar = folder / "segmenter.json"
     if not sidecar.is_file():
         raise CheckpointError(f"{folder} has no segmenter.json sidecar (classes, input_size, mean, std)")
-    model = smp.from_pretrained(str(folder))
+    with contextlib.redirect_stdout(io.StringIO()):  # smp prints "Loading weights from local directory"
+        model = smp.from_pretrained(str(folder))
     return model.float().eval(), json.loads(sidecar.read_text())
 
 

@@ -16,51 +16,33 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from asyrp_bench.diffusion.schedule import (
-    alpha_bar,
-    alphas_cumprod,
-    ddim_update,
-    generation_pairs,
-    inversion_pairs,
-    timestep_grid,
-)
+from asyrp_bench.errors import InputError
 from asyrp_bench.world import assets, captions, recipe
 from asyrp_bench.world.generator import ATTRIBUTES, render, sample_params, with_attributes
+
+if TYPE_CHECKING:
+    from asyrp_bench.clip import ClipModel
+    from asyrp_bench.diffusion.backends.base import Backend
 
 Log = Callable[[str], None]
 
 
-# -- DDIM on the bare UNet (the Asyrp engine's invert/generate replace these once on main) ----------------------
-@torch.no_grad()
-def ddim_invert(unet: nn.Module, x0: Tensor, n_steps: int = 40) -> Tensor:
-    """x0 in [-1,1] -> x_999 by η=0 DDIM over the n_steps grid (spec §1.3)."""
-    abar = alphas_cumprod()
-    x = x0
-    for t, t_next in inversion_pairs(timestep_grid(n_steps)):
-        eps = unet(x, torch.full((x.shape[0],), t)).sample
-        x, _ = ddim_update(x, eps, eps, alpha_bar(abar, t), alpha_bar(abar, t_next))
-    return x
+# -- the DDPM through the backend and the Asyrp engine ---------------------------------------------------------
+def load_backend(root: Path | None = None, device: str = "cpu") -> Backend:
+    """The world DDPM through the normal ``diffusers`` backend path (weights key ``world_ddpm`` by default)."""
+    import asyrp_bench as ab
 
-
-@torch.no_grad()
-def ddim_generate(unet: nn.Module, x_t: Tensor, n_steps: int = 40) -> Tensor:
-    """x_999 -> x0 in [-1,1] by η=0 DDIM (the last step returns the predicted x0)."""
-    abar = alphas_cumprod()
-    x = x_t
-    for t, t_next in generation_pairs(timestep_grid(n_steps)):
-        eps = unet(x, torch.full((x.shape[0],), t)).sample
-        x, _ = ddim_update(x, eps, eps, alpha_bar(abar, t), alpha_bar(abar, t_next))
-    return x
+    weights = "world_ddpm" if root is None else str(assets.asset_path("ddpm", root))
+    return ab.load_backend("diffusers", weights=weights, device=device)
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch: int = 64) -> Tensor:
@@ -73,16 +55,75 @@ def psnr_db(a: Tensor, b: Tensor) -> Tensor:
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
 
-def recon(unet: nn.Module, images: Tensor, n_steps: int = 40) -> Tensor:
-    """DDIM inversion + regeneration of images in [0,1]; returns the reconstructions in [0,1]."""
-    x_t = batched(lambda x: ddim_invert(unet, x * 2 - 1, n_steps), images)
-    return (batched(lambda x: ddim_generate(unet, x, n_steps), x_t) + 1) / 2
+def recon(backend: Backend, images: Tensor, n_steps: int = 40) -> Tensor:
+    """DDIM inversion (η=0, spec §1.3) + regeneration of images in [0,1]; the reconstructions in [0,1]."""
+    import asyrp_bench as ab
+
+    def one(x: Tensor) -> Tensor:
+        return ab.generate(backend, ab.invert(backend, x * 2 - 1, n_steps), n_steps)
+
+    return (batched(one, images) + 1) / 2
 
 
-def sample(unet: nn.Module, n: int, seed: int = 0, n_steps: int = 40) -> Tensor:
-    """n DDIM samples (η=0) in [0,1] from noise drawn with ``torch.Generator().manual_seed(seed)``."""
-    noise = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    return ((batched(lambda x: ddim_generate(unet, x, n_steps), noise) + 1) / 2).clamp(0, 1)
+@torch.no_grad()
+def sample(backend: Backend, n: int, seed: int = 0, n_steps: int = 40, eta: float = 1.0,
+           clip_x0: bool = True) -> Tensor:
+    """n samples in [0,1] from noise drawn with ``torch.Generator().manual_seed(seed)``.
+
+    Default: the DDPM sampler as DDPM/diffusers run it (η = 1, predicted x0 clipped to [-1, 1] at every step,
+    ε re-derived from the clipped x0). ``eta=0, clip_x0=False`` is plain DDIM, the generative half of the Asyrp
+    process. The world DDPM's ε at t ≳ 700 is good enough for inversion and editing (its errors cancel between
+    inversion and regeneration) but P_t there is far from [-1,1], so unclipped sampling from pure noise drifts
+    to saturated colours (docs/world.md).
+    """
+    from asyrp_bench.diffusion.schedule import (
+        alpha_bar,
+        alphas_cumprod,
+        ddim_update,
+        generation_pairs,
+        predict_x0,
+        timestep_grid,
+    )
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, backend.image_size, backend.image_size, generator=gen)
+    abar = alphas_cumprod()
+    for t, t_next in generation_pairs(timestep_grid(n_steps)):
+        a_t, a_next = alpha_bar(abar, t), alpha_bar(abar, t_next)
+        eps = batched(lambda v, t=t: backend(v, t), x)
+        if clip_x0:
+            x0 = predict_x0(x, eps, a_t).clamp(-1.0, 1.0)
+            eps = (x - a_t.sqrt() * x0) / (1.0 - a_t).sqrt()
+        noise = torch.randn(x.shape, generator=gen) if eta > 0 else None
+        x, _ = ddim_update(x, eps, eps, a_t, a_next, eta=eta, noise=noise)
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+@torch.no_grad()
+def predicted_x0_table(backend: Backend, images: Tensor, masks: Tensor, root: Path | None = None,
+                       n_steps: int = 40) -> list[dict[str, float]]:
+    """How much of a face P_t still holds along the DDIM inversion chain, per grid timestep: mean |P_t − x0| (in
+    [0,1] units), PSNR and the parser's mIoU of P_t against the true part masks. The world's analogue of the
+    LPIPS(x0, P_t) tables behind Asyrp's t_edit / t_boost rule (spec §5.1); LPIPS itself needs VGG/Alex weights."""
+    from asyrp_bench.diffusion.schedule import (
+        alpha_bar,
+        alphas_cumprod,
+        ddim_update,
+        inversion_pairs,
+        predict_x0,
+        timestep_grid,
+    )
+
+    abar = alphas_cumprod()
+    x = images * 2 - 1
+    rows = []
+    for t, t_next in inversion_pairs(timestep_grid(n_steps)):
+        eps = batched(lambda v, t=t: backend(v, t), x)
+        p01 = ((predict_x0(x, eps, alpha_bar(abar, t)) + 1) / 2).clamp(0, 1)
+        rows.append({"t": t, "l1": float((p01 - images).abs().mean()), "psnr_db": float(psnr_db(p01, images).mean()),
+                     "parser_miou": parser_miou(root, images=p01, masks=masks)})
+        x, _ = ddim_update(x, eps, eps, alpha_bar(abar, t), alpha_bar(abar, t_next))
+    return rows
 
 
 # -- FID under the world extractor -------------------------------------------------------------------------
@@ -118,48 +159,31 @@ def eval_faces(n: int, offset: int = 0, glasses_prob: float = 0.5):
 
 
 # -- CLIP --------------------------------------------------------------------------------------------------
-class ClipJudge:
-    """The tiny CLIP with template-averaged text embeddings (spec §4.4) and tensor preprocessing."""
+def load_world_clip(root: Path | None = None) -> ClipModel:
+    """The tiny CLIP through the project's loader (weights key ``world_clip`` or a ``local-dir:`` folder)."""
+    from asyrp_bench.clip import load_clip
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.model, self.preprocess, self.tokenizer = assets.load_clip(root)
-        cfg = json.loads((assets.asset_path("clip", root) / "open_clip_config.json").read_text())["preprocess_cfg"]
-        self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-        self.size = int(cfg["size"])
-
-    @torch.no_grad()
-    def image_embeddings(self, images: Tensor) -> Tensor:
-        if images.shape[-1] != self.size:
-            images = F.interpolate(images, size=(self.size, self.size), mode="bicubic", align_corners=False)
-        return F.normalize(self.model.encode_image((images - self.mean) / self.std), dim=1)
-
-    @torch.no_grad()
-    def text_embedding(self, phrase: str) -> Tensor:
-        """normalize(mean over the 79 templates of normalize(E_T(template(phrase)))), [D]."""
-        tokens = self.tokenizer([t(phrase) for t in captions.templates()])
-        emb = F.normalize(self.model.encode_text(tokens), dim=1).mean(0)
-        return F.normalize(emb, dim=0)
-
-    def direction(self, source: str, target: str) -> Tensor:
-        """Asyrp's text direction: the template-averaged (target − source), normalised (spec §4.4)."""
-        tokens_s = self.tokenizer([t(source) for t in captions.templates()])
-        tokens_t = self.tokenizer([t(target) for t in captions.templates()])
-        with torch.no_grad():
-            es = F.normalize(self.model.encode_text(tokens_s), dim=1)
-            et = F.normalize(self.model.encode_text(tokens_t), dim=1)
-        return F.normalize((et - es).mean(0), dim=0)
+    return load_clip("world_clip" if root is None else f"local-dir:{assets.asset_path('clip', root)}")
 
 
-def clip_top1(judge: ClipJudge, n: int = 400) -> dict[str, float]:
+@torch.no_grad()
+def class_embedding(clip: ClipModel, phrase: str) -> Tensor:
+    """Zero-shot class embedding: normalize(mean over the 79 templates of the normalised text embeddings)."""
+    from asyrp_bench.clip import imagenet_templates
+
+    return F.normalize(clip.encode_text([t(phrase) for t in imagenet_templates()]).mean(0), dim=0)
+
+
+@torch.no_grad()
+def clip_top1(clip: ClipModel, n: int = 400) -> dict[str, float]:
     """Zero-shot top-1 per attribute on held-out faces inside the class bands (captions.ZERO_SHOT)."""
     params = eval_faces(n)
-    emb = judge.image_embeddings(render(params).images)
+    emb = clip.encode_images(render(params).images * 2 - 1)
     words = captions.attribute_words(params)
     out = {}
     for attr, classes in captions.ZERO_SHOT.items():
         names = list(classes)
-        text = torch.stack([judge.text_embedding(classes[c]) for c in names])
+        text = torch.stack([class_embedding(clip, classes[c]) for c in names])
         pred = (emb @ text.T).argmax(1).numpy()
         truth = np.asarray(words[attr])
         keep = np.isin(truth, names)
@@ -167,17 +191,19 @@ def clip_top1(judge: ClipJudge, n: int = 400) -> dict[str, float]:
     return out
 
 
-def clip_direction_cos(judge: ClipJudge, n: int = 128) -> dict[str, float]:
-    """cos(mean_i [E_I(edit_i) − E_I(src_i)], text direction) for ground-truth edits of held-out faces."""
+@torch.no_grad()
+def clip_direction_cos(clip: ClipModel, n: int = 128) -> dict[str, float]:
+    """cos(normalize(mean_i [E_I(edit_i) − E_I(src_i)]), Asyrp's text direction) for ground-truth edits of
+    held-out faces (the same identities with one attribute set), per edit of ``captions.EDIT_PROMPTS``."""
     params = eval_faces(n, offset=10_000)
-    src = judge.image_embeddings(render(params).images)
+    src = clip.encode_images(render(params).images * 2 - 1)
     cases = {"smiling": {"smile": 0.9}, "sad": {"smile": -0.9}, "tanned": {"tan": 1.0}, "pale": {"tan": 0.0},
              "glasses": {"glasses": 1.0}}
     out = {}
     for edit, attrs in cases.items():
-        moved = judge.image_embeddings(render(with_attributes(params, **attrs)).images)
+        moved = clip.encode_images(render(with_attributes(params, **attrs)).images * 2 - 1)
         d_img = F.normalize((moved - src).mean(0), dim=0)
-        out[edit] = float(d_img @ judge.direction(*captions.EDIT_PROMPTS[edit]))
+        out[edit] = float(d_img @ clip.text_direction(*captions.EDIT_PROMPTS[edit]))
     return out
 
 
@@ -234,43 +260,80 @@ def parser_miou(root: Path | None = None, n: int = 128, images: Tensor | None = 
 EDIT_KEYS = ("smile_success_rate", "tan_success_rate", "id_cosine_median")
 
 
-def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40, log: Log | None = None,
-              samples_out: Path | None = None) -> dict[str, Any]:
-    """Measure the world; ``root`` is a trained world folder (default: the shipped files)."""
+def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40, n_faces: int | None = None,
+              log: Log | None = None, edits: bool = True, edit_overrides: dict[str, Any] | None = None,
+              images_out: Path | None = None) -> dict[str, Any]:
+    """Measure the world; ``root`` is a trained world folder (default: the shipped files). ``n_faces`` limits
+    the reconstruction to the first faces of the split (all 64 by default)."""
     from asyrp_bench.world.split import render_split
 
+    if n_samples < 2:
+        raise InputError(f"n_samples must be at least 2 (FID needs two images per set), got {n_samples}")
     log = log or (lambda message: None)
     out: dict[str, Any] = {"n_steps": n_steps}
-    unet = assets.load_unet(root)
-    split = render_split()
+    backend = load_backend(root)
+    split = render_split(n_faces)
+    out["n_faces"] = len(split.ids)
     log("DDIM inversion + regeneration of the world split")
-    rec = recon(unet, split.images, n_steps)
+    rec = recon(backend, split.images, n_steps)
     psnr = psnr_db(rec, split.images)
     out["recon_psnr_db"] = float(psnr.mean())
     out["recon_psnr_db_min"] = float(psnr.min())
     out["recon_parser_miou"] = parser_miou(root, images=rec, masks=split.masks)
-    log(f"{n_samples} DDPM samples")
-    samples = sample(unet, n_samples, seed=0, n_steps=n_steps)
-    if samples_out is not None:
-        torch.save(samples, samples_out)
+    out["predicted_x0_table"] = predicted_x0_table(backend, split.images, split.masks, root, n_steps)
+    log(f"{n_samples} DDPM samples, two samplers")
+    samples = sample(backend, n_samples, seed=0, n_steps=n_steps)
+    plain = sample(backend, n_samples, seed=0, n_steps=n_steps, eta=0.0, clip_x0=False)
     reference = render(eval_faces(n_samples, offset=50_000)).images
     other = render(eval_faces(n_samples, offset=60_000)).images
     log("FID under the asyrp-world extractor")
     out["fid_samples"] = fid_world(samples, reference, root)
+    out["fid_samples_plain_ddim"] = fid_world(plain, reference, root)
     out["fid_floor"] = fid_world(other, reference, root)
     out["n_fid"] = n_samples
+    images: dict[str, Tensor] = {"generator": split.images, "recon": rec, "samples": samples,
+                                 "samples_plain_ddim": plain}
     log("CLIP")
-    judge = ClipJudge(root)
-    per_attr = clip_top1(judge)
+    clip = load_world_clip(root)
+    per_attr = clip_top1(clip)
     out["clip_top1"] = min(per_attr.values())
     out["clip_top1_per_attribute"] = per_attr
-    out["clip_direction_cos"] = clip_direction_cos(judge)
+    out["clip_direction_cos"] = clip_direction_cos(clip)
     log("judges")
     out["oracle"] = oracle_errors(root)
     out["identity"] = identity_stats(root)
     out["parser_miou"] = parser_miou(root)
-    for key in EDIT_KEYS:
-        out[key] = None
-    out["edits"] = "pending: needs the additive editor trained by the quickstart recipe (issue 3)"
     out["attributes"] = list(ATTRIBUTES)
+    if edits:
+        from asyrp_bench.world.edits import CHECKED_EDITS, score_edits, train_world_editor
+
+        editors = {}
+        for name in CHECKED_EDITS:
+            log(f"training the {name!r} editor (recipe world_quickstart)")
+            editors[name] = train_world_editor(backend, clip, name, overrides=edit_overrides)
+        log("editing the split")
+        scores = score_edits(backend, editors, split, n_steps=n_steps, root=root)
+        for name in CHECKED_EDITS:
+            images[f"edit_{name}"] = scores.pop(f"{name}_images")
+        scores.pop("recon_images")
+        out["smile_success_rate"] = scores["smiling"]["success_rate"]
+        out["tan_success_rate"] = scores["tanned"]["success_rate"]
+        out["id_cosine_median"] = scores["id_cosine_median"]
+        out["edits"] = scores
+    else:
+        for key in EDIT_KEYS:
+            out[key] = None
+        out["edits"] = "skipped (--no-edits)"
+    if images_out is not None:
+        write_grids(images, Path(images_out))
     return out
+
+
+def write_grids(images: dict[str, Tensor], folder: Path, per_row: int = 16, scale: int = 3) -> None:
+    """One PNG grid per image set (nearest-neighbour upscaled), e.g. for docs/img/."""
+    from torchvision.utils import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, batch in images.items():
+        grid = F.interpolate(batch[:64].clamp(0, 1), scale_factor=scale, mode="nearest")
+        save_image(grid, str(folder / f"world_{name}.png"), nrow=per_row, padding=1, pad_value=1.0)

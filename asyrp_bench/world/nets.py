@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asyrp_bench.errors import CheckpointError, InputError
+from asyrp_bench.errors import CheckpointError, ConfigError, InputError
+from asyrp_bench.metrics.face_embedders import FaceEmbedder
 
 WORLD_SIZE = 32
 FID_EXTRACTOR_NAME = "asyrp-world"
@@ -96,12 +97,14 @@ def load_small_net(folder: Path, kind: str, device: str = "cpu") -> tuple[SmallC
 
 
 def _resolve(weights: str | Path | None, key: str) -> Path:
+    """A weights key / folder / a file inside the folder (e.g. its model.safetensors) -> the folder."""
     from asyrp_bench import weights as registry
 
-    return registry.require(key) if weights is None else registry.resolve(weights)
+    path = registry.require(key) if weights is None else registry.resolve(weights)
+    return path.parent if path.is_file() else path
 
 
-class WorldFaceEmbedder:
+class WorldFaceEmbedder(FaceEmbedder):
     """Identity embedder of the world's faces (identity metric registry name ``world``).
 
     ``embed`` takes float RGB [B,3,H,W] in [0,1] of any size (resized to 32 px inside, antialiased bilinear) and
@@ -115,11 +118,13 @@ class WorldFaceEmbedder:
         self.device = device
         self.dim = int(config["out_dim"])
 
+    default_weights = "world_identity"
+
     @classmethod
     def load(cls, weights: str | None = None, device: str = "cpu", **params: Any) -> WorldFaceEmbedder:
         if params:
-            raise InputError(f"the world embedder takes no parameters, got {sorted(params)}")
-        net, config = load_small_net(_resolve(weights, "world_identity"), "identity", device)
+            raise ConfigError(f"face embedder world takes no parameters, got {sorted(params)}")
+        net, config = load_small_net(_resolve(weights, cls.default_weights), "identity", device)
         return cls(net, config, device)
 
     @torch.no_grad()
@@ -172,7 +177,8 @@ def _make_extractor_class() -> type:
     class WorldFeatureExtractor(base):  # type: ignore[misc, valid-type]
         """torch-fidelity extractor ``asyrp-world``: uint8 [B,3,H,W] -> the oracle's 128-d trunk feature.
 
-        ``feature_extractor_weights_path`` may name an oracle folder; the shipped ``world_oracle`` otherwise.
+        ``feature_extractor_weights_path`` may name an oracle folder, its model.safetensors or a weights key; the
+        shipped ``world_oracle`` otherwise.
         """
 
         def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,

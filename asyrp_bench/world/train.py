@@ -158,7 +158,14 @@ def train_ddpm(out_dir: Path, work_dir: Path, spec: TrainSpec, log: Logger) -> d
     final, info = _run_loop("ddpm", model, spec, work_dir, loss_fn, log)
     target = out_dir / recipe.ASSET_DIRS["ddpm"]
     # fp16 storage halves the file; from_pretrained casts back to the float32 it builds (checked in tests)
-    final.to(torch.float16).save_pretrained(target, safe_serialization=True)
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "keep modules in float32" notice: none are, nothing to keep
+    try:
+        final.to(torch.float16).save_pretrained(target, safe_serialization=True)
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     final.float()
     _write_scheduler_config(target)
     info["n_params"] = sum(p.numel() for p in final.parameters())
@@ -175,17 +182,27 @@ def _write_scheduler_config(folder: Path) -> None:
 
 
 # -- augmentation shared by the judges --------------------------------------------------------------------------
-def augment(images: Tensor, gen: torch.Generator, masks: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+_KERNEL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def blur(images: Tensor, passes: int = 1) -> Tensor:
+    """``passes`` applications of the 5-tap binomial filter (σ ≈ 1 px each), edges replicated."""
+    k2 = (_KERNEL[:, None] * _KERNEL[None, :]).expand(3, 1, 5, 5)
+    for _ in range(passes):
+        images = F.conv2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
+    return images
+
+
+def augment(images: Tensor, gen: torch.Generator, masks: Tensor | None = None, noise_max: float = 0.04,
+            blur_passes: int = 1) -> tuple[Tensor, Tensor | None]:
     """Robustness to DDPM outputs and Asyrp's blurry predicted x0 (spec §4.3): a random mix with a blurred copy,
-    mild Gaussian noise and a shift of up to one pixel (applied to the masks too). No colour changes: skin tone
-    is an attribute. ``images`` float [B,3,H,W] in [0,1]."""
+    Gaussian noise of a random σ ≤ ``noise_max`` and a shift of up to one pixel (applied to the masks too). No
+    colour changes: skin tone is an attribute. ``images`` float [B,3,H,W] in [0,1]."""
     b = images.shape[0]
-    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-    k2 = (kernel[:, None] * kernel[None, :]).expand(3, 1, 5, 5)
-    blurred = F.conv2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
+    blurred = blur(images, blur_passes)
     mix = torch.rand(b, 1, 1, 1, generator=gen) * (torch.rand(b, 1, 1, 1, generator=gen) < 0.5)
     out = images + mix * (blurred - images)
-    out = out + torch.rand(b, 1, 1, 1, generator=gen) * 0.04 * torch.randn(out.shape, generator=gen)
+    out = out + torch.rand(b, 1, 1, 1, generator=gen) * noise_max * torch.randn(out.shape, generator=gen)
     shifts = torch.randint(-1, 2, (b, 2), generator=gen)
     padded = F.pad(out, (1, 1, 1, 1), mode="replicate")
     h, w = images.shape[-2:]
@@ -196,6 +213,16 @@ def augment(images: Tensor, gen: torch.Generator, masks: Tensor | None = None) -
         masks = torch.stack([mpad[i, 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
                              for i, (dy, dx) in enumerate(shifts.tolist())])
     return out.clamp(0.0, 1.0), masks
+
+
+def degrade(images: Tensor, gen: torch.Generator, max_passes: int = 3, noise_max: float = 0.15) -> Tensor:
+    """What Asyrp's CLIP loss sees on the edited side: a predicted x0 P̃_t, blurrier and noisier than the real
+    x0 it is compared with (spec §4.3). Per image: 0..max_passes blur passes and noise of σ ≤ noise_max."""
+    levels = torch.stack([blur(images, k) for k in range(max_passes + 1)])  # [K+1, B, 3, H, W]
+    pick = torch.randint(0, max_passes + 1, (images.shape[0],), generator=gen)
+    out = levels[pick, torch.arange(images.shape[0])]
+    sigma = torch.rand(images.shape[0], 1, 1, 1, generator=gen) * noise_max
+    return (out + sigma * torch.randn(out.shape, generator=gen)).clamp(0.0, 1.0)
 
 
 # -- CLIP ------------------------------------------------------------------------------------------------------
@@ -241,6 +268,8 @@ CLIP_EDITS: dict[str, tuple[str, tuple[float, float], tuple[float, float]]] = {
     "glasses": ("glasses", (0.0, 0.0), (1.0, 1.0)),
 }
 _OPPOSITE = {"smiling": "sad", "sad": "smiling", "tanned": "pale", "pale": "tanned"}
+#: noise augmentation of the CLIP's images: strong enough that pixel noise cannot steer the directional loss
+CLIP_NOISE_MAX = 0.15
 
 
 def clip_direction_pairs(step: int, k: int, gen: torch.Generator) -> dict[str, tuple[Tensor, Tensor]]:
@@ -265,10 +294,7 @@ def clip_direction_pairs(step: int, k: int, gen: torch.Generator) -> dict[str, t
                         smile=a.smile, tan=a.tan, glasses=a.glasses)
     pairs["identity"] = (render(a).images, render(b).images)
     faces = pairs["smiling"][0]
-    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-    k2 = (kernel[:, None] * kernel[None, :]).expand(3, 1, 5, 5)
-    blurred = F.conv2d(F.pad(faces, (2, 2, 2, 2), mode="replicate"), k2, groups=3)
-    pairs["blur"] = (faces, blurred)
+    pairs["blur"] = (faces, degrade(faces, gen))
     return pairs
 
 
@@ -292,7 +318,7 @@ def train_clip(out_dir: Path, work_dir: Path, spec: TrainSpec, log: Logger) -> d
     def loss_fn(step: int, gen: torch.Generator) -> Tensor:
         base = recipe.TRAIN_SEED_BASE["clip"] + step * spec.batch_size
         params = sample_params(np.arange(base, base + spec.batch_size), glasses_prob=0.5)
-        images, _ = augment(render(params).images, gen)
+        images, _ = augment(render(params).images, gen, noise_max=CLIP_NOISE_MAX, blur_passes=2)
         rng = np.random.default_rng([spec.seed, step])
         texts, used = captions.sample_captions(params, rng)
         tokens = open_clip.tokenize(texts, context_length=context)
@@ -310,8 +336,12 @@ def train_clip(out_dir: Path, work_dir: Path, spec: TrainSpec, log: Logger) -> d
                 for e in CLIP_EDITS}
         pairs = clip_direction_pairs(step, k_pairs, gen)
         names = list(pairs)
-        both = torch.cat([torch.cat(pairs[n]) for n in names])
-        both, _ = augment(both, gen)
+        sources, _ = augment(torch.cat([pairs[n][0] for n in names]), gen)
+        # the edited side looks like Asyrp's P̃_t: blurred and noisy (the blur pair is degraded already)
+        targets = torch.cat([pairs[n][1] if n in ("blur", "identity") else degrade(pairs[n][1], gen)
+                             for n in names])
+        both = torch.stack([sources.view(len(names), k_pairs, 3, 32, 32),
+                            targets.view(len(names), k_pairs, 3, 32, 32)], dim=1).flatten(0, 2)
         e_all = F.normalize(model.encode_image(clip_normalize(both)), dim=1).view(len(names), 2, k_pairs, -1)
         align, ortho = [], []
         for i, name in enumerate(names):
