@@ -10,7 +10,7 @@ import torch
 
 from asyrp_bench import weights
 from asyrp_bench.world import assets, captions, check, recipe
-from asyrp_bench.world.generator import render, with_attributes
+from asyrp_bench.world.generator import CLASSES, render, with_attributes
 from asyrp_bench.world.split import render_split
 
 WORLD_KEYS = ("world_ddpm", "world_clip", "world_parser", "world_identity", "world_oracle")
@@ -174,3 +174,18 @@ def test_fid_extractor_registers_once_and_separates_sets():
     assert check.fid_world(a, smiling) > 3 * floor and check.fid_world(a, tanned) > 3 * floor
     # trained with blur augmentation, the extractor sees blur only mildly (docs/world.md)
     assert check.fid_world(a, torch.nn.functional.avg_pool2d(b, 3, 1, 1)) > floor
+
+
+def test_world_models_plug_into_the_metrics_registries():
+    from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS, FaceEmbedder
+    from asyrp_bench.metrics.fid import ensure_extractor
+    from asyrp_bench.metrics.seg_consistency import load_segmenter
+    from asyrp_bench.world.nets import FID_EXTRACTOR_NAME, WorldFaceEmbedder
+
+    assert FACE_EMBEDDERS.get("world") is WorldFaceEmbedder and issubclass(WorldFaceEmbedder, FaceEmbedder)
+    assert ensure_extractor(FID_EXTRACTOR_NAME).__name__ == "WorldFeatureExtractor"
+    segmenter = load_segmenter("world_parser")
+    faces = render(check.eval_faces(8, offset=95_000))
+    labels = segmenter.predict((faces.images * 255 + 0.5).to(torch.uint8))
+    assert segmenter.classes == list(CLASSES) and labels.shape == (8, 32, 32)
+    assert float((labels == faces.masks).float().mean()) > 0.9

@@ -316,6 +316,8 @@ def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40,
         for name in CHECKED_EDITS:
             images[f"edit_{name}"] = scores.pop(f"{name}_images")
         scores.pop("recon_images")
+        # one comparison grid: sources, reconstructions, then each edit, 16 faces per row
+        images["edits"] = torch.cat([split.images[:16], rec[:16], *(images[f"edit_{n}"][:16] for n in CHECKED_EDITS)])
         out["smile_success_rate"] = scores["smiling"]["success_rate"]
         out["tan_success_rate"] = scores["tanned"]["success_rate"]
         out["id_cosine_median"] = scores["id_cosine_median"]
@@ -329,7 +331,7 @@ def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40,
     return out
 
 
-def write_grids(images: dict[str, Tensor], folder: Path, per_row: int = 16, scale: int = 3) -> None:
+def write_grids(images: dict[str, Tensor], folder: Path, per_row: int = 16, scale: int = 2) -> None:
     """One PNG grid per image set (nearest-neighbour upscaled), e.g. for docs/img/."""
     from torchvision.utils import save_image
 
