@@ -228,3 +228,13 @@ for _attr, _sha in _ASYRP_SHA.items():
         description=f"released Asyrp DeltaBlock '{_attr}' (CelebA-HQ, 40 steps)", sha256=_sha,
         source="kwonminki/Asyrp_official README, 'Pretrained checkpoints' (checkpoint/ folder)",
     ))
+
+# -- data folders (asyrp_bench/data.py documents the split rules) ---------------------------------------------
+_CELEBAHQ_SOURCE = ("DiffusionCLIP's `bash data_download.sh celeba_hq` (StyleMapGAN's CelebA-HQ split), its folder "
+                    "data/celeba_hq/raw_images/{part}/images")
+for _part in ("test", "train"):
+    register_artifact(Artifact(
+        name=f"celebahq_{_part}_images", filename=f"celeba_hq/raw_images/{_part}/images", kind="data", is_dir=True,
+        description=f"CelebA-HQ {_part} images (the DiffusionCLIP/Asyrp {_part} split)",
+        source=_CELEBAHQ_SOURCE.format(part=_part), env_var=f"ASYRP_BENCH_CELEBAHQ_{_part.upper()}",
+    ))
