@@ -88,11 +88,13 @@ def parse_tolerances(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def paired_ci(diffs: np.ndarray, n_resamples: int, seed: int, confidence: float) -> tuple[float, float]:
-    """Paired bootstrap CI of the mean of per-image differences (:mod:`asyrp_bench.stats`)."""
+def paired_ci(baseline: np.ndarray, candidate: np.ndarray, n_resamples: int, seed: int,
+              confidence: float) -> tuple[float, float]:
+    """Paired bootstrap CI of mean(candidate − baseline) over images (:mod:`asyrp_bench.stats`)."""
     from asyrp_bench import stats
 
-    low, high = stats.bootstrap_ci(diffs, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    low, high = stats.paired_bootstrap_ci(baseline, candidate, confidence=confidence, n_resamples=n_resamples,
+                                          seed=seed)
     return float(low), float(high)
 
 
@@ -233,8 +235,9 @@ def compare_runs(
                 common = left.index.intersection(right.index)
                 n_pairs = len(common)
                 if n_pairs:
-                    diffs = (right.loc[common] - left.loc[common]).to_numpy(dtype=float)
-                    ci_low, ci_high = paired_ci(diffs, n_resamples, seed, confidence)
+                    ci_low, ci_high = paired_ci(left.loc[common].to_numpy(dtype=float),
+                                                right.loc[common].to_numpy(dtype=float), n_resamples, seed,
+                                                confidence)
             tol = float(tolerances.get(key[3], default_tol))
             regressed = bool(math.isfinite(better) and better < -tol)
             if regressed:

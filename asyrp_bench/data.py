@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from asyrp_bench.errors import ConfigError, InputError, WeightsNotFoundError
 from asyrp_bench.registry import Registry
 
 MANIFEST_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Whole-dataset folders hold 30 000 images; the DiffusionCLIP test folder holds far fewer. Refusing large
 # folders keeps "the first 100 files" from silently meaning training images.
 MAX_SPLIT_FOLDER = 5000
@@ -126,7 +124,8 @@ class ImageSet:
         """The images as a float tensor [N, 3, size, size] in [-1, 1] (resized by :mod:`asyrp_bench.images`)."""
         from asyrp_bench import images
 
-        return images.load_images(list(self.files), size) * 2.0 - 1.0
+        batch, _ = images.load_images(list(self.files), (size, size))
+        return images.to_unit_range(batch)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "n": len(self), "split_hash": self.split_hash, "rule": self.rule,
@@ -139,10 +138,13 @@ def _natural_key(path: Path) -> tuple[int, int | str, str]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` in split order (numeric stems as numbers, then names)."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-             and not p.name.startswith(".")]
-    return sorted(files, key=_natural_key)
+    """Image files directly inside ``folder`` in split order: numeric stems as numbers first, then by name.
+
+    Listing and image ids (file names without suffix, unique per folder) follow :mod:`asyrp_bench.images`.
+    """
+    from asyrp_bench import images
+
+    return sorted(images.list_images(folder).images.values(), key=_natural_key)
 
 
 def sha256_file(path: Path) -> str:
@@ -157,20 +159,6 @@ def image_set_hash(ids: Sequence[str], sha256s: Sequence[str]) -> str:
 def manifests_dir() -> Path:
     """Where split manifests recorded on first use live (``$ASYRP_BENCH_HOME/splits``)."""
     return weights.home() / "splits"
-
-
-def _check_ids(files: Sequence[Path], where: Path) -> list[str]:
-    ids = [f.stem for f in files]
-    seen: dict[str, Path] = {}
-    for file in files:
-        if file.stem in seen:
-            raise InputError(f"{where}: two images share the id {file.stem!r}: {seen[file.stem].name} and "
-                             f"{file.name}; image ids are file names without extension and must be unique")
-        seen[file.stem] = file
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", "".join(ids) or "x"):
-        bad = [i for i in ids if not re.fullmatch(r"[A-Za-z0-9_.\-]+", i)][:5]
-        raise InputError(f"{where}: image ids must use letters, digits, '_', '-' and '.', got {bad}")
-    return ids
 
 
 def split_root(split: Split, root: str | os.PathLike[str] | None) -> Path:
@@ -283,7 +271,7 @@ def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: 
         raise InputError(f"{folder} holds {len(files)} image files; split {split.name!r} needs {wanted} "
                          f"({split.rule})")
     files = files[:wanted]
-    ids = _check_ids(files, folder)
+    ids = [f.stem for f in files]
     sha256s = [sha256_file(f) for f in files]
     packaged = _packaged_manifest(split)
     if packaged is not None:
@@ -307,11 +295,9 @@ def resolve_folder(folder: str | os.PathLike[str], limit: int | None = None) -> 
     if not path.is_dir():
         raise WeightsNotFoundError(f"data.folder {path} does not exist (a folder of image files is expected)")
     files = list_images(path)
-    if not files:
-        raise InputError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     if limit is not None:
         files = files[:limit]
-    ids = _check_ids(files, path)
+    ids = [f.stem for f in files]
     sha256s = [sha256_file(f) for f in files]
     rule = f"every image file in the folder {path.name!r}, ordered by file name" + (
         f", first {limit}" if limit is not None else "")

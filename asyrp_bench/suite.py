@@ -27,7 +27,7 @@ import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -135,14 +135,16 @@ class EditorSpec(_Strict):
 
     Either it is trained (with the suite's ``train`` or its own), or ``checkpoint`` loads it instead: one file
     or weights key for every edit, or a mapping edit name -> file or weights key (e.g. the five released Asyrp
-    checkpoints). ``label`` names it in tables and folders (default: the variant), so a suite can hold the
-    same variant twice with different parameters.
+    checkpoints). ``n_train_step`` is the grid a loaded editor was trained on when its file does not record
+    it (the released files: 40); Δh is scaled by n_train_step / n_test_step (spec §2.4). ``label`` names it
+    in tables and folders (default: the variant), so a suite can hold the same variant twice.
     """
 
     variant: str
     label: Annotated[str, Field(pattern=_LABEL)] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     checkpoint: dict[str, str] | None = None
+    n_train_step: Annotated[int, Field(ge=1, le=NUM_TRAIN_TIMESTEPS)] | None = None
     train: TrainSpec | None = None
 
     @field_validator("checkpoint", mode="before")
@@ -155,6 +157,8 @@ class EditorSpec(_Strict):
     def _train_or_load(self) -> EditorSpec:
         if self.checkpoint is not None and self.train is not None:
             raise ValueError("an editor is either loaded ('checkpoint') or trained ('train'), not both")
+        if self.n_train_step is not None and self.checkpoint is None:
+            raise ValueError("'n_train_step' describes a loaded checkpoint; a trained editor records its own")
         return self
 
     @property
@@ -439,7 +443,9 @@ def _load_with_includes(path: Path, root: Path, stack: tuple[Path, ...]) -> _Raw
         if not target.is_file():
             raise ConfigError(f"{_fmt_loc(loc)}: included file not found: {target}")
         merged = _merge(merged, _load_with_includes(target, root, (*stack, target)))
-    return _merge(merged, raw)
+    merged = _merge(merged, raw)
+    merged.locations[()] = raw.locations[()]
+    return merged
 
 
 _SET_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|\d+))*)\s*=(.*)$", re.S)
@@ -652,6 +658,9 @@ def _dotted(path: Sequence[str | int]) -> str:
 
 def _fmt_loc(loc: Location) -> str:
     file, line = loc
+    if os.path.isabs(file):
+        relative = os.path.relpath(file)
+        file = file if relative.startswith("..") else relative
     return f"{file}:{line}" if line is not None else file
 
 
@@ -721,9 +730,7 @@ def _unwrap(annotation: Any) -> Any:
     while True:
         origin = typing.get_origin(annotation)
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if origin is Annotated:
-            annotation = args[0]
-        elif origin in (list, tuple):
+        if origin is Annotated or origin in (list, tuple):
             annotation = args[0]
         elif args and origin in (typing.Union, types.UnionType):
             models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
@@ -891,7 +898,7 @@ def cell_semantics(
                     "config": backend.config},
         "data": _data_identity(data),
         "sampler": sampler.model_dump(mode="json"),
-        "editor": {"variant": editor.variant, "params": editor.params},
+        "editor": {"variant": editor.variant, "params": editor.params, "n_train_step": editor.n_train_step},
         "train": train_id,
         "checkpoint": _path_identity(checkpoint),
         "edit": edit.model_dump(mode="json"),

@@ -49,7 +49,7 @@ def validate_command(
                 f"[green]ok[/] {file}: {suite.name!r}, {len(cells)} cells "
                 f"({trained} trained, {len(cells) - trained} loaded), metrics: "
                 f"{', '.join(m.name for m in suite.metrics) or '(none)'}",
-                highlight=False,
+                highlight=False, soft_wrap=True,
             )
     if n_bad:
         raise typer.Exit(1)
