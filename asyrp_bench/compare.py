@@ -64,13 +64,13 @@ class Comparison:
 
 
 def run_labels(runs: Sequence[RunDir]) -> list[str]:
-    """Short unique labels: the folder names, prefixed by the suite folder when names collide."""
-    labels = [r.name for r in runs]
-    if len(set(labels)) < len(labels):
-        labels = [f"{r.path.parent.name}/{r.name}" for r in runs]
-    if len(set(labels)) < len(labels):
-        labels = [str(r.path) for r in runs]
-    return labels
+    """Short unique labels: the shortest path tails (folder name, then parents) that tell the runs apart."""
+    parts = [r.path.resolve().parts for r in runs]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{label}#{i}" for i, label in enumerate(labels)]  # the same folder given twice
 
 
 def parse_tolerances(items: Sequence[str]) -> dict[str, float]:
@@ -184,10 +184,13 @@ def compare_runs(
         frame.columns = pd.MultiIndex.from_product([[label], frame.columns], names=["run", "metric"])
         table_parts.append(frame)
     table = pd.concat(table_parts, axis=1)
+    # Rows in the runs' own cell order (the baseline's first), not alphabetically.
+    order = list(dict.fromkeys(tuple(r) for label in labels for r in rows[label][ROW_KEYS].itertuples(index=False)))
+    table = table.reindex(pd.MultiIndex.from_tuples(order, names=ROW_KEYS))
 
     base_label = labels[0]
     base = rows[base_label].set_index([*ROW_KEYS, "metric"])
-    base_images = images[base_label].set_index([*ROW_KEYS, "metric", "image_id"])["value"]
+    base_images = images[base_label].set_index([*ROW_KEYS, "metric", "image_id"])["value"].sort_index()
     base_configs = _cell_configs(runs[0])
     deltas: list[dict[str, Any]] = []
     regressions: list[str] = []
@@ -206,7 +209,7 @@ def compare_runs(
         for key in sorted(set(configs) & set(base_configs)):
             if configs[key] != base_configs[key]:
                 notes.append(f"{label}: {'/'.join(key)} was run with another configuration than in {base_label}")
-        other_images = images[label].set_index([*ROW_KEYS, "metric", "image_id"])["value"]
+        other_images = images[label].set_index([*ROW_KEYS, "metric", "image_id"])["value"].sort_index()
         for key in base.index.intersection(other.index):
             b, o = base.loc[key], other.loc[key]
             row_name = "/".join(str(k) for k in key[:3]) + f" {key[3]}"

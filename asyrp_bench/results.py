@@ -21,6 +21,7 @@ goes into the CSV files.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -369,3 +370,76 @@ def _concat(frames: Iterable[pd.DataFrame], columns: Sequence[str]) -> pd.DataFr
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     return pd.concat(frames, ignore_index=True).loc[:, list(columns)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# building a cell's tables
+# ---------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """What travels with every value of a metric column (DESIGN §2: every number names its definition).
+
+    Attributes:
+        name: the value's name in the ``metric`` column (a metric may report several, e.g. pixel accuracy and
+            mIoU of segmentation consistency).
+        version: the metric's definition version.
+        config: a short hash of the metric's parameters (values computed with other models never pair).
+        higher_is_better: direction of improvement.
+        per_image: per-image values (S_dir, SC, ID) or one value per set (FID, KID).
+    """
+
+    name: str
+    version: str
+    config: str
+    higher_is_better: bool
+    per_image: bool
+
+
+def cell_scores(labels: dict[str, Any], per_image: pd.DataFrame) -> pd.DataFrame:
+    """Tidy per-image rows of one cell: ``labels`` (cell, backend, editor, variant, edit, seed) + image values.
+
+    ``per_image`` has columns image_id, metric, value; rows are sorted by metric then image id so the bytes do
+    not depend on the order images were scored in.
+    """
+    frame = per_image.loc[:, ["image_id", "metric", "value"]].copy()
+    frame["image_id"] = frame["image_id"].astype(str)
+    frame = frame.sort_values(["metric", "image_id"], kind="stable").reset_index(drop=True)
+    for key in ("cell", "backend", "editor", "variant", "edit", "seed"):
+        frame[key] = labels[key]
+    return frame.loc[:, SCORES_COLUMNS]
+
+
+def cell_summary(
+    labels: dict[str, Any],
+    per_image: pd.DataFrame,
+    set_values: dict[str, tuple[float, float, float]],
+    infos: dict[str, MetricInfo],
+    split_hash: str,
+    n_images: int,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One summary row per metric of a cell.
+
+    Per-image metrics: mean, percentile-bootstrap CI of the mean (:func:`asyrp_bench.stats.summarize`), n =
+    finite values. Set metrics: ``set_values[name] = (value, ci_low, ci_high)`` (NaN bounds when the metric
+    gives none), n = images in the set.
+    """
+    from asyrp_bench import stats
+
+    rows = []
+    for name in sorted(infos):
+        info = infos[name]
+        if info.per_image:
+            values = per_image.loc[per_image["metric"] == name, "value"].to_numpy(dtype=float)
+            summary = stats.summarize(values, confidence=confidence)
+            value, low, high, n = summary.mean, summary.ci_low, summary.ci_high, summary.n
+        else:
+            if name not in set_values:
+                continue
+            value, low, high = set_values[name]
+            n = n_images
+        rows.append({**{k: labels[k] for k in ("cell", "backend", "editor", "variant", "edit", "seed")},
+                     "metric": name, "metric_version": info.version, "metric_config": info.config,
+                     "higher_is_better": info.higher_is_better, "per_image": info.per_image,
+                     "value": value, "ci_low": low, "ci_high": high, "n": n, "split_hash": split_hash})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
