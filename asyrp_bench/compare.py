@@ -131,9 +131,13 @@ def _cell_configs(run: RunDir) -> dict[tuple[str, str, str], set[str]]:
     return out
 
 
-def _as_bool(value: Any) -> bool:
+def _as_bool(value: Any) -> bool | None:
+    """A CSV boolean; None when empty (bookkeeping values such as counts have no direction)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
     if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
+        text = value.strip().lower()
+        return None if text in ("", "nan", "none") else text in ("true", "1", "yes")
     return bool(value)
 
 
@@ -226,7 +230,8 @@ def compare_runs(
                     continue
             higher = _as_bool(b["higher_is_better"])
             delta = float(o["value"]) - float(b["value"])
-            better = delta if higher else -delta
+            # No direction (counts, subset sizes): shown, never gated.
+            better = math.nan if higher is None else (delta if higher else -delta)
             ci_low = ci_high = math.nan
             n_pairs = 0
             if _as_bool(b["per_image"]):

@@ -40,6 +40,19 @@ def cell_frames(labels: dict, n_images: int, shift: Mapping[str, float], rng_see
             cell_summary(labels, per_image, set_values, dict(infos), split_hash, n_images))
 
 
+def write_images(folder: Path, cell_id: str, n: int) -> None:
+    """Small smooth PNGs whose colour depends on the cell, so grids show differences."""
+    from PIL import Image
+
+    rng = np.random.default_rng(sum(map(ord, cell_id)))
+    targets = [folder / "images"] + ([folder / "sources"] if cell_id == "reconstruction" else [])
+    for target in targets:
+        target.mkdir()
+        for i in range(n):
+            base = rng.integers(0, 255, size=(4, 4, 3)).astype(np.uint8)
+            Image.fromarray(base).resize((32, 32), Image.Resampling.BILINEAR).save(target / f"{i:03d}.png")
+
+
 def make_run(
     root: Path,
     suite: str = "toy",
@@ -52,6 +65,8 @@ def make_run(
     split_hash: str = "split0",
     stop_after: int | None = None,
     writer: RunWriter | None = None,
+    images: int = 0,
+    suite_yaml: str = "name: toy\n",
 ) -> RunWriter:
     """A run of ``editors × edits × seeds`` plus a reconstruction baseline. ``shift[(editor, metric)]`` moves an
     editor's values; ``stop_after`` commits only that many cells (an interrupted run)."""
@@ -66,7 +81,7 @@ def make_run(
                               "variant": editor, "edit": edit, "seed": seed,
                               "config_hash": f"{editor}{edit}{seed}"})
     if writer is None:
-        writer = RunWriter.create(root, suite, "abcdef1234", "name: toy\n", {"device": "cpu"}, cells)
+        writer = RunWriter.create(root, suite, "abcdef1234", suite_yaml, {"device": "cpu"}, cells)
     for index, cell in enumerate(cells):
         if stop_after is not None and index >= stop_after:
             break
@@ -79,6 +94,8 @@ def make_run(
         rng_seed = sum(map(ord, cell["id"]))
         scores, summary = cell_frames(labels, n_images, cell_shift, rng_seed, infos, split_hash)
         write_cell_tables(tmp, scores, summary, {"id": cell["id"]})
+        if images:
+            write_images(tmp, cell["id"], images)
         writer.commit_cell(cell["id"], tmp)
     if stop_after is None:
         writer.finalize()
