@@ -485,6 +485,7 @@ def _apply_set(raw: _Raw, expr: str) -> None:
             else:
                 node[key] = {}
                 node = node[key]
+                raw.locations[here] = loc
     last = keys[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
@@ -576,9 +577,9 @@ def registry_names(kind: str) -> list[str] | None:
 
             return METRICS.names()
         if kind == "recipe":
-            from asyrp_bench.training import RECIPES  # type: ignore[import-not-found,attr-defined]
+            from asyrp_bench.recipes import RECIPES  # type: ignore[import-not-found,attr-defined]
 
-            return sorted(RECIPES)
+            return RECIPES.names()
         if kind == "split":
             from asyrp_bench.data import SPLITS
 
@@ -643,6 +644,35 @@ def check_names(suite: Suite) -> list[tuple[KeyPath, str]]:
             check_weights(value, ("editors", i, "checkpoint", *(() if edit == "*" else (edit,))), "editor")
     for i, metric in enumerate(suite.metrics):
         check("metric", metric.name, ("metrics", i, "name"))
+    if not problems:
+        problems.extend(_check_parameters(suite))
+    return problems
+
+
+def _check_parameters(suite: Suite) -> list[tuple[KeyPath, str]]:
+    """Metric parameters and recipe overrides, checked by their owners (no model is loaded)."""
+    problems: list[tuple[KeyPath, str]] = []
+    try:
+        from asyrp_bench.metrics import METRICS  # type: ignore[import-not-found,attr-defined]
+    except ImportError:
+        METRICS = None  # noqa: N806
+    if METRICS is not None:
+        for i, metric in enumerate(suite.metrics):
+            try:
+                METRICS.get(metric.name)(**metric.params)
+            except AsyrpBenchError as error:
+                problems.append((("metrics", i, "params"), str(error)))
+    try:
+        from asyrp_bench.recipes import resolve_recipe  # type: ignore[import-not-found,attr-defined]
+    except ImportError:
+        return problems
+    trains = [(("train",), suite.train)] + [(("editors", i, "train"), e.train) for i, e in enumerate(suite.editors)]
+    for path, train in trains:
+        if train is not None:
+            try:
+                resolve_recipe(train.recipe, train.overrides)
+            except AsyrpBenchError as error:
+                problems.append(((*path, "overrides"), str(error)))
     return problems
 
 
