@@ -655,7 +655,7 @@ def _check_parameters(suite: Suite) -> list[tuple[KeyPath, str]]:
     try:
         from asyrp_bench.metrics import METRICS  # type: ignore[import-not-found,attr-defined]
     except ImportError:
-        METRICS = None  # noqa: N806
+        METRICS = None
     if METRICS is not None:
         for i, metric in enumerate(suite.metrics):
             try:

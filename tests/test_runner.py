@@ -30,6 +30,7 @@ TABLES = ("scores.csv", "summary.csv")
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from asyrp_bench.images import save_png
+
     from tests._metric_models import ensure_tiny_extractor, save_smp_folder, save_tiny_clip_dir, varied_images
 
     root = tmp_path_factory.mktemp("models")
