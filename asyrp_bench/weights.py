@@ -229,6 +229,36 @@ for _attr, _sha in _ASYRP_SHA.items():
         source="kwonminki/Asyrp_official README, 'Pretrained checkpoints' (checkpoint/ folder)",
     ))
 
+# -- metric models (issue 4) ------------------------------------------------------------------------------------
+register_artifact(Artifact(
+    name="clip_vit_b16_openai", filename="clip_vit_b16_openai.safetensors", kind="clip",
+    description="OpenAI CLIP ViT-B/16 as an open_clip checkpoint (load as ViT-B-16-quickgelu; S_dir and training)",
+    source="huggingface.co/timm/vit_base_patch16_clip_224.openai, file open_clip_model.safetensors (≈599 MB; "
+           "rename it, or leave it in the HF hub cache where open_clip would put it)",
+    hf_repo="timm/vit_base_patch16_clip_224.openai", hf_filename="open_clip_model.safetensors",
+))
+register_artifact(Artifact(
+    name="inception_v3_compat", filename="weights-inception-2015-12-05-6726825d.pth", kind="inception",
+    description="torch-fidelity's TF-compatible InceptionV3 (FID/KID feature extractor inception-v3-compat)",
+    source="github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth "
+           "(≈95 MB; '6726825d' is the start of its sha256, torch hub convention)",
+    torch_hub=True,
+))
+register_artifact(Artifact(
+    name="facenet_vggface2", filename="20180402-114759-vggface2.pt", kind="face",
+    description="facenet-pytorch InceptionResnetV1 trained on VGGFace2 (identity metric)",
+    source="github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt (≈110 MB)",
+    torch_home_checkpoints=True,
+))
+register_artifact(Artifact(
+    name="face_parsing_smp", filename="face_parsing_smp", kind="segmenter", is_dir=True,
+    description="a face-parsing segmenter (19 CelebAMask-HQ classes) as a segmentation-models-pytorch folder "
+                "(seg_consistency)",
+    source="no public smp face parser exists: train one on CelebAMask-HQ (19 classes) with "
+           "segmentation-models-pytorch and save it with model.save_pretrained(DIR) plus a segmenter.json "
+           "(classes, input_size, mean, std); the Asyrp script used BiSeNet 79999_iter.pth, which is not an smp model",
+))
+
 # -- data folders (asyrp_bench/data.py documents the split rules) ---------------------------------------------
 _CELEBAHQ_SOURCE = ("DiffusionCLIP's `bash data_download.sh celeba_hq` (StyleMapGAN's CelebA-HQ split), its folder "
                     "data/celeba_hq/raw_images/{part}/images")

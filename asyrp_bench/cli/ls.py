@@ -10,7 +10,7 @@ from rich.table import Table
 from asyrp_bench.cli.app import app, console, handle_errors
 from asyrp_bench.errors import UnknownNameError
 
-SECTIONS = ("backends", "weights")  # editors and metrics join when their registries land
+SECTIONS = ("backends", "metrics", "weights")  # editors join when their registry lands
 
 
 def _backends_table() -> Table:
@@ -41,10 +41,28 @@ def _weights_table() -> Table:
     return table
 
 
+def _metrics_table() -> Table:
+    from asyrp_bench.metrics import METRICS
+
+    table = Table(title="metrics", title_justify="left")
+    for column in ("metric", "version", "better", "scope", "keys", "defaults", "what"):
+        table.add_column(column, overflow="fold")
+    for name in METRICS.names():
+        cls = METRICS.get(name)
+        better = "higher" if cls.higher_is_better() else "lower"
+        keys = ", ".join(k.name for k in cls.keys)
+        defaults = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items())
+        table.add_row(name, str(cls.version), better, "per image" if cls.per_image else "per set", keys, defaults,
+                      cls.description)
+    return table
+
+
 def section_tables(section: str) -> list[Table]:
     """The rich tables of one ``ls`` section (other modules add their own sections here)."""
     if section == "backends":
         return [_backends_table()]
+    if section == "metrics":
+        return [_metrics_table()]
     if section == "weights":
         return [_weights_table()]
     raise UnknownNameError(f"Unknown section {section!r}. Choose one of: {', '.join(SECTIONS)}.")
