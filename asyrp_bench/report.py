@@ -26,6 +26,7 @@ from asyrp_bench.results import BASELINE_EDITOR, RunDir
 
 REPORT_DIR = "report"
 GRID_IMAGES = 4
+GRID_TILE = 128
 SOURCES_DIR = "sources"
 
 LABELS = {
@@ -215,7 +216,11 @@ def _baseline_cell(run: RunDir) -> str | None:
 
 
 def image_grid(run: RunDir, edit: str, columns: Sequence[tuple[str, str]], out: Path, n: int = GRID_IMAGES) -> bool:
-    """One PNG: rows = the first ``n`` images, columns = source, reconstruction, then each editor's edit."""
+    """One PNG: rows = the first ``n`` images, columns = source, reconstruction, then each editor's edit.
+
+    Tiles are the saved PNGs scaled up by an integer factor (nearest neighbour, so pixels stay honest) to at
+    least ``GRID_TILE`` pixels; labels are drawn above the columns and left of the rows.
+    """
     base = _baseline_cell(run)
     if base is None:
         return False
@@ -223,35 +228,35 @@ def image_grid(run: RunDir, edit: str, columns: Sequence[tuple[str, str]], out: 
     recon = run.cell_dir(base) / "images"
     if not sources.is_dir():
         return False
-    ids = sorted((p.stem for p in sources.glob("*.png")), key=lambda s: (not s.isdigit(), int(s) if s.isdigit()
-                                                                         else 0, s))
-    ids = [i for i in ids if all((run.cell_dir(c) / "images" / f"{i}.png").is_file() for _, c in columns)][:n]
-    if not ids:
-        return False
-    from PIL import Image
-
-    plt = _pyplot()
+    ids = sorted((p.stem for p in sources.glob("*.png")),
+                 key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     panels = [("source", sources), ("reconstruction", recon)] + [
         (label, run.cell_dir(cell) / "images") for label, cell in columns]
-    fig, axes = plt.subplots(len(ids), len(panels), figsize=(1.6 * len(panels), 1.6 * len(ids) + 0.4),
-                             squeeze=False)
+    ids = [i for i in ids if all((folder / f"{i}.png").is_file() for _, folder in panels)][:n]
+    if not ids:
+        return False
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = [[Image.open(folder / f"{image_id}.png").convert("RGB") for _, folder in panels] for image_id in ids]
+    size = max(max(t.width, t.height) for row in tiles for t in row)
+    scale = max(1, math.ceil(GRID_TILE / size))
+    tile = size * scale
+    font = ImageFont.load_default(size=13)
+    pad, top, left = 6, 26, 70
+    width = left + len(panels) * (tile + pad)
+    height = top + len(ids) * (tile + pad) + 22
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, (label, _) in enumerate(panels):
+        draw.text((left + c * (tile + pad) + tile // 2, top // 2), label, fill="black", font=font, anchor="mm")
     for r, image_id in enumerate(ids):
-        for c, (label, folder) in enumerate(panels):
-            ax = axes[r][c]
-            path = folder / f"{image_id}.png"
-            if path.is_file():
-                with Image.open(path) as image:
-                    ax.imshow(image.convert("RGB"), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(label, fontsize=8)
-            if c == 0:
-                ax.set_ylabel(image_id, fontsize=7)
-    fig.suptitle(f"edit: {edit}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+        y = top + r * (tile + pad)
+        draw.text((left - 8, y + tile // 2), image_id, fill="black", font=font, anchor="rm")
+        for c, image in enumerate(tiles[r]):
+            scaled = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+            canvas.paste(scaled, (left + c * (tile + pad), y))
+    draw.text((left, height - 12), f"edit: {edit}", fill="black", font=font, anchor="lm")
+    canvas.save(out)
     return True
 
 
@@ -307,7 +312,12 @@ def tradeoff_plot(run: RunDir, out: Path) -> bool:
         return False
     plt = _pyplot()
     means = summary.groupby(["editor", "edit", "metric"], sort=False)["value"].mean()
-    fig, axes = plt.subplots(1, len(present), figsize=(3.4 * len(present), 3.2), squeeze=False)
+    n_cols = min(3, len(present))
+    n_rows = math.ceil(len(present) / n_cols)
+    fig, grid = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.2 * n_rows), squeeze=False)
+    axes = [[ax for row in grid for ax in row][: len(present)]]
+    for ax in [ax for row in grid for ax in row][len(present):]:
+        ax.set_visible(False)
     editors = [e for e in dict.fromkeys(summary["editor"]) if e != BASELINE_EDITOR]
     markers = "osD^vP*X"
     for ax, metric in zip(axes[0], present, strict=True):
