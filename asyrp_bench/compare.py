@@ -155,7 +155,8 @@ def compare_runs(
     Args:
         paths: run folders (or :class:`RunDir`).
         baseline: the run the others are compared with; added to the runs if not among them.
-        tolerances: metric -> allowed worsening (in the metric's units); ``"*"`` is the default (else 0).
+        tolerances: metric -> allowed worsening (in the metric's units); a metric's name (``fid``) covers all
+            its values (``fid.fid``), an exact value name wins; ``"*"`` is the default (else 0).
         allow_drift: pair values whose metric version, metric config or split hash differ (flagged).
         n_resamples, confidence, seed: the paired bootstrap.
 
@@ -177,6 +178,7 @@ def compare_runs(
     rows = {label: _per_row(run) for label, run in zip(labels, runs, strict=True)}
     images = {label: _per_image(run) for label, run in zip(labels, runs, strict=True)}
     known_metrics = set().union(*(set(r["metric"]) for r in rows.values()))
+    known_metrics |= {m.split(".")[0] for m in known_metrics}  # "fid" covers "fid.fid" (metric.key names)
     unknown_tol = sorted(set(tolerances) - known_metrics)
     if unknown_tol:
         raise ConfigError(f"--tolerance names metric(s) {unknown_tol} that no run has; metrics: "
@@ -246,7 +248,7 @@ def compare_runs(
                     ci_low, ci_high = paired_ci(left.loc[common].to_numpy(dtype=float),
                                                 right.loc[common].to_numpy(dtype=float), n_resamples, seed,
                                                 confidence)
-            tol = float(tolerances.get(key[3], default_tol))
+            tol = float(tolerances.get(key[3], tolerances.get(key[3].split(".")[0], default_tol)))
             regressed = bool(math.isfinite(better) and better < -tol)
             if regressed:
                 direction = "higher" if higher else "lower"

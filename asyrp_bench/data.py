@@ -97,6 +97,38 @@ register_split(Split(
 ))
 
 
+register_split(Split(
+    name="world",
+    description="the shipped toy world's 64 fixed faces (32 px; rendered on first use)",
+    rule="face world-NNN is the world generator's face of seed NNN, NNN = 0..63 (asyrp_bench/world/split.py)",
+    prepare="asyrp_bench.data:world_images",
+))
+
+
+def world_images() -> Path:
+    """The world split's image folder, rendered into ``$ASYRP_BENCH_HOME/data/world`` on first use."""
+    try:
+        from asyrp_bench.world.split import write_split  # type: ignore[import-not-found]
+    except ImportError as error:
+        raise ConfigError(f"the world split needs asyrp_bench.world, which cannot be imported ({error})") from None
+    folder = weights.home() / "data" / "world"
+    if not (folder / "manifest.json").is_file():
+        tmp = folder.with_name(f".tmp-world-{os.getpid()}")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        write_split(tmp)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process rendered it first; its copy is identical
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder / "images"
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageSet:
     """The resolved images of a split or folder, in split order.

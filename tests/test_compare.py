@@ -53,6 +53,15 @@ def test_direction_follows_higher_is_better(tmp_path: Path) -> None:
     assert compare_runs([base.path, higher_fid.path], tolerances={"*": 1.0, "fid": 5.0}).ok
 
 
+def test_tolerance_by_metric_name_covers_its_keys(tmp_path: Path) -> None:
+    infos = {"fid.fid": dataclasses.replace(METRICS["fid"], name="fid.fid")}
+    base = make_run(tmp_path / "a", infos=infos)
+    worse = make_run(tmp_path / "b", infos=infos, shift={("additive", "fid.fid"): 2.0})
+    assert not compare_runs([base.path, worse.path]).ok
+    assert compare_runs([base.path, worse.path], tolerances={"fid": 3.0}).ok
+    assert not compare_runs([base.path, worse.path], tolerances={"fid": 3.0, "fid.fid": 1.0}).ok
+
+
 def test_paired_ci_is_tighter_than_the_spread(tmp_path: Path) -> None:
     base = make_run(tmp_path / "a")
     other = make_run(tmp_path / "b", shift={("additive", "identity"): 0.01})
