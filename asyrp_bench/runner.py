@@ -18,13 +18,14 @@ image's boosting noise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,9 +110,9 @@ def manifest_cells(suite: Suite) -> list[dict[str, Any]]:
 
 def _editor_source(cell: Cell) -> str:
     if cell.checkpoint is not None:
-        return f"load {cell.checkpoint}"
+        return f"load {Path(cell.checkpoint).name}"
     assert cell.train is not None
-    overrides = f" + {canonical_json(cell.train.overrides)}" if cell.train.overrides else ""
+    overrides = f" (+{len(cell.train.overrides)} overrides)" if cell.train.overrides else ""
     return f"train {cell.train.recipe}{overrides}"
 
 
@@ -151,6 +152,9 @@ def describe_plan(suite: Suite, console: Console) -> None:
                       "t_edit × seed; reused by cells that differ only in strength or t_boost):")
         for ids in trainings.values():
             console.print(f"  {', '.join(ids)}", highlight=False)
+        for spec in {canonical_json(t.model_dump(mode="json")): t for t in _train_specs(suite)}.values():
+            console.print(f"  recipe {spec.recipe}, overrides {canonical_json(spec.overrides)}, training images "
+                          f"{(spec.data.split or spec.data.folder) if spec.data else 'the suite data'}", highlight=False)
     for target, ids in loads.items():
         status = _weights_status(target, "editor")
         console.print(f"[bold]load[/] {target} ({status}) for {', '.join(ids)}", highlight=False)
@@ -354,12 +358,14 @@ class Runner:
                     continue
                 shared = self._prepare(backend_spec)
                 if not self.writer.is_complete(base.id):
-                    self._run_baseline(base, shared)
+                    with self._failing(base.id):
+                        self._run_baseline(base, shared)
                     self.progress.cell_done()
                 for cell in mine:
                     if self.writer.is_complete(cell.id):
                         continue
-                    self._run_cell(cell, shared)
+                    with self._failing(cell.id):
+                        self._run_cell(cell, shared)
                     self.progress.cell_done()
             self.progress.phase("writing tables and report")
             self.writer.finalize()
@@ -368,6 +374,18 @@ class Runner:
 
                 write_report(self.writer.path)
         return self.writer.path
+
+    @contextlib.contextmanager
+    def _failing(self, cell_id: str) -> Iterator[None]:
+        """An error in a cell marks it (and the run) failed in the manifest, then stops the run: errors here are
+        nearly always systematic (missing weights, bad parameters), and completed cells stay for --resume."""
+        try:
+            yield
+        except Exception as error:
+            self.writer.fail_cell(cell_id, f"{type(error).__name__}: {error}")
+            self.writer.manifest["status"] = "failed"
+            self.writer.save_manifest()
+            raise
 
     def _prepare(self, spec: BackendSpec) -> _Shared:
         from asyrp_bench.data import resolve_data
