@@ -30,7 +30,6 @@ TABLES = ("scores.csv", "summary.csv")
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from asyrp_bench.images import save_png
-
     from tests._metric_models import ensure_tiny_extractor, save_smp_folder, save_tiny_clip_dir, varied_images
 
     root = tmp_path_factory.mktemp("models")
@@ -252,3 +251,31 @@ def test_loaded_editor_with_another_interval_is_refused(models, reference_run, t
                        edits=[{"name": "smiling", "source": "face", "target": "smiling face", "t_edit": 400}])
     with pytest.raises(ConfigError, match="trained with t_edit = 500"):
         run_suite(load_suite(suite), tmp_path / "results", show_progress=False)
+
+
+def test_released_format_checkpoint_is_loaded_not_trained(models, tmp_path) -> None:
+    """The paper_released path: a `.pth` in the released Asyrp layout ({"0": DeltaBlock state dict, ...}),
+    loaded per edit with the suite's n_train_step, and written into the cell as safetensors with metadata."""
+    from asyrp_bench.editors.io import read_editor_header
+    from asyrp_bench.runner import run_suite
+    from asyrp_bench.suite import load_suite
+
+    generator = torch.Generator().manual_seed(0)
+    channels, temb = 32, 64  # the tiny backend's bottleneck and time embedding
+    state = {
+        "conv1.weight": torch.randn(channels, channels, 1, 1, generator=generator) * 0.1,
+        "conv1.bias": torch.zeros(channels), "temb_proj.weight": torch.randn(channels, temb, generator=generator) * 0.1,
+        "temb_proj.bias": torch.zeros(channels), "norm2.weight": torch.ones(channels),
+        "norm2.bias": torch.zeros(channels), "conv2.weight": torch.randn(channels, channels, 1, 1, generator=generator),
+        "conv2.bias": torch.zeros(channels),
+    }
+    released = tmp_path / "smiling_LC_tiny_t999_ninv6_ngen6_0.pth"
+    torch.save({"0": state, "optimizer": {}, "scheduler": {}}, released)
+    suite = suite_file(models, tmp_path, train=None,
+                       editors=[{"variant": "additive", "label": "released", "n_train_step": 6,
+                                 "checkpoint": {"smiling": str(released), "tanned": str(released)}}])
+    run = RunDir(run_suite(load_suite(suite), tmp_path / "results", show_progress=False))
+    assert run.manifest["status"] == "complete"
+    assert run.manifest["cells"]["released__smiling__s3"]["editor_from"] == "checkpoint"
+    header = read_editor_header(run.cell_dir("released__smiling__s3") / "editor.safetensors")
+    assert header["n_train_step"] == 6 and header["t_edit"] == 500 and header["loaded_from"] == released.name
