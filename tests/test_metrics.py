@@ -115,6 +115,10 @@ def test_bad_metric_names_and_params():
         build_metric({"name": "seg_consistency", "params": {"reference": "original"}})
     with pytest.raises(ConfigError, match="face embedder"):
         build_metric({"name": "identity", "params": {"embedder": "arcface"}})
+    with pytest.raises(ConfigError, match="needs `pretrained`"):
+        build_metric({"name": "clip_directional", "params": {"model": "ViT-B-16", "pretrained": None}})
+    with pytest.raises(ConfigError, match="subsets must be an integer >= 1"):
+        build_metric({"name": "kid", "params": {"subsets": 0}})
 
 
 def test_metrics_file_issue_example(tmp_path: Path):

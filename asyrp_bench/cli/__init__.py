@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyrp_bench.cli import compare, doctor, ls, report, run, score, validate  # noqa: F401  (modules register their commands on import)
+from asyrp_bench.cli import compare, doctor, edit, ls, report, run, score, train, validate  # noqa: F401  (modules register their commands on import)
 from asyrp_bench.cli.app import app
 
 

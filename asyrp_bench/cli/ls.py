@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ from rich.table import Table
 from asyrp_bench.cli.app import app, console, handle_errors
 from asyrp_bench.errors import UnknownNameError
 
-SECTIONS = ("backends", "metrics", "splits", "weights")  # editors join when their registry lands
+SECTIONS = ("backends", "editors", "recipes", "edits", "metrics", "splits", "weights")
 
 
 def _backends_table() -> Table:
@@ -38,6 +39,52 @@ def _weights_table() -> Table:
         table.add_column(column)
     for key, artifact in sorted(weights.ARTIFACTS.items()):
         table.add_row(key, artifact.kind, artifact.filename, artifact.description)
+    return table
+
+
+def _editors_table() -> Table:
+    from asyrp_bench.editors.base import CELEBA_HQ_H_SHAPE, CELEBA_HQ_TEMB_DIM, EDITORS, build_editor
+
+    c, h, w = CELEBA_HQ_H_SHAPE
+    table = Table(title=f"editors (parameters at the CelebA-HQ 256 bottleneck {c}×{h}×{w}, temb {CELEBA_HQ_TEMB_DIM})",
+                  title_justify="left")
+    for column in ("editor", "parameters", "defaults", "what"):
+        table.add_column(column, overflow="fold")
+    for name in EDITORS.names():
+        cls = EDITORS.get(name)
+        editor = build_editor(name, CELEBA_HQ_H_SHAPE, CELEBA_HQ_TEMB_DIM)
+        defaults = ", ".join(f"{k}={v}" for k, v in editor.config.items())
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        what = doc[0].split(": ", 1)[-1].replace("``", "") if doc else ""
+        table.add_row(name, f"{editor.n_params():,}", defaults, what)
+    return table
+
+
+def _recipes_table() -> Table:
+    from asyrp_bench.recipes import RECIPES
+
+    table = Table(title="training recipes (override fields with --set KEY=VALUE)", title_justify="left")
+    for column in ("recipe", "settings", "what"):
+        table.add_column(column, overflow="fold")
+    for name in RECIPES.names():
+        r = RECIPES.get(name)
+        settings = (f"{r.optimizer} lr {r.lr:g}, λ_clip {r.lambda_clip:g}, λ_l1 {r.lambda_l1:g}, steps "
+                    f"{r.n_inv_step}/{r.n_train_step}, batch {r.batch_size}, {r.n_iter} pass(es), "
+                    f"{r.n_train_img} images, {r.variant}")
+        table.add_row(name, settings, r.description)
+    return table
+
+
+def _edits_table() -> Table:
+    from asyrp_bench.prompts import EDIT_PROMPTS
+
+    table = Table(title="named edits (spec §4.5)", title_justify="left")
+    for column in ("edit", "source", "target", "t_edit", "t_boost"):
+        table.add_column(column)
+    for name in EDIT_PROMPTS.names():
+        e = EDIT_PROMPTS.get(name)
+        table.add_row(name, e.source, e.target, "" if e.t_edit is None else str(e.t_edit),
+                      "" if e.t_boost is None else str(e.t_boost))
     return table
 
 
@@ -79,6 +126,12 @@ def section_tables(section: str) -> list[Table]:
         return [_splits_table()]
     if section == "weights":
         return [_weights_table()]
+    if section == "editors":
+        return [_editors_table()]
+    if section == "recipes":
+        return [_recipes_table()]
+    if section == "edits":
+        return [_edits_table()]
     raise UnknownNameError(f"Unknown section {section!r}. Choose one of: {', '.join(SECTIONS)}.")
 
 

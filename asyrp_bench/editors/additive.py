@@ -13,15 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from asyrp_bench.editors.base import Editor
-from asyrp_bench.errors import ConfigError
-
-
-def group_count(channels: int, preferred: int = 32) -> int:
-    """The paper's 32 groups, or the largest divisor of ``channels`` below it for small (tiny) bottlenecks."""
-    for groups in range(min(preferred, channels), 0, -1):
-        if channels % groups == 0:
-            return groups
-    raise ConfigError(f"no GroupNorm group count for {channels} channels")  # pragma: no cover
+from asyrp_bench.editors.layers import group_count
 
 
 class AdditiveEditor(Editor):

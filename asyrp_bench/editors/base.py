@@ -62,6 +62,13 @@ class Editor(nn.Module):
 
 EDITORS: Registry[type[Editor]] = Registry("editor", base_cls=Editor)
 EDITORS.register("additive", target="asyrp_bench.editors.additive:AdditiveEditor")
+EDITORS.register("multiplicative", target="asyrp_bench.editors.multiplicative:MultiplicativeEditor")
+EDITORS.register("adagn", target="asyrp_bench.editors.adagn:AdaGNEditor")
+EDITORS.register("transformer", target="asyrp_bench.editors.transformer:TransformerEditor")
+
+# The CelebA-HQ 256 bottleneck (spec §2.1) at which `asyrp-bench ls editors` counts parameters.
+CELEBA_HQ_H_SHAPE = (512, 8, 8)
+CELEBA_HQ_TEMB_DIM = 512
 
 
 def build_editor(variant: str, h_shape: tuple[int, int, int], temb_dim: int, **params: Any) -> Editor:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from asyrp_bench import weights
 from asyrp_bench.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, directional_cosine, load_clip
 from asyrp_bench.errors import ConfigError, InputError
 from asyrp_bench.metrics.base import Metric, MetricKey, Record, ScoringContext, ScoringInputs
@@ -42,6 +43,10 @@ class ClipDirectional(Metric):
                               "a weights key)")
         if self.params["pretrained"] is not None:
             self.params["pretrained"] = str(self.params["pretrained"])
+        elif not self.params["model"].startswith("local-dir:") and self.params["model"] not in weights.ARTIFACTS:
+            raise ConfigError(f"metric {self.name!r}: model {self.params['model']!r} needs `pretrained` (a tag such "
+                              "as openai, a weights file or a weights key); only local-dir: folders and folder "
+                              "weights keys carry their own weights")
 
     def check_inputs(self, inputs: ScoringInputs) -> None:
         if not inputs.src_text or not inputs.tgt_text:

@@ -235,9 +235,10 @@ class KID(_FidelityMetric):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("subset_size", "subsets"):
-            if not isinstance(self.params[key], int) or self.params[key] < 2 - (key == "subsets"):
-                raise ConfigError(f"metric 'kid': {key} must be a positive integer (subset_size >= 2)")
+        for key, minimum in (("subset_size", 2), ("subsets", 1)):
+            value = self.params[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ConfigError(f"metric 'kid': {key} must be an integer >= {minimum}, got {value!r}")
 
     def compute(self, inputs: ScoringInputs, ctx: ScoringContext) -> list[Record]:
         from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
