@@ -163,8 +163,12 @@ def describe_plan(suite: Suite, console: Console) -> None:
         console.print(f"[bold]backend[/] {backend.display}: {backend.name}"
                       f"{' preset ' + backend.preset if backend.preset else ''}, weights {backend.weights} ({status})",
                       highlight=False)
+    shown: set[str] = set()
     for what, spec in (("data", suite.data), *[("train data", t.data) for t in _train_specs(suite) if t.data]):
-        console.print(f"[bold]{what}[/] {_data_status(spec)}", highlight=False)
+        key = canonical_json(spec.model_dump(mode="json"))
+        if key not in shown:
+            shown.add(key)
+            console.print(f"[bold]{what}[/] {_data_status(spec)}", highlight=False)
     cache = weights.home() / "cache"
     counts = {kind: _count_files(cache / kind) for kind in ("inversions", "reconstructions", "editors")}
     console.print(f"[bold]cache[/] {cache}: inversions and reconstructions per image (content-addressed; "
