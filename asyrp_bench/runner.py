@@ -143,13 +143,13 @@ def describe_plan(suite: Suite, console: Console) -> None:
         if cell.train is not None:
             key = canonical_json([cell.backend.display, cell.editor.variant, cell.editor.params, cell.train.recipe,
                                   cell.train.overrides, cell.edit.source, cell.edit.target, cell.edit.t_edit,
-                                  cell.seed])
+                                  cell.edit.t_boost, cell.seed])
             trainings.setdefault(key, []).append(cell.id)
         else:
             loads.setdefault(str(cell.checkpoint), []).append(cell.id)
     if trainings:
         console.print(f"[bold]train[/] {len(trainings)} editor(s) (one per variant × params × recipe × prompts × "
-                      "t_edit × seed; reused by cells that differ only in strength or t_boost):")
+                      "t_edit × t_boost × seed; cached and reused by cells that differ only in strength):")
         for ids in trainings.values():
             console.print(f"  {', '.join(ids)}", highlight=False)
         for spec in {canonical_json(t.model_dump(mode="json")): t for t in _train_specs(suite)}.values():
