@@ -279,3 +279,19 @@ def test_released_format_checkpoint_is_loaded_not_trained(models, tmp_path) -> N
     assert run.manifest["cells"]["released__smiling__s3"]["editor_from"] == "checkpoint"
     header = read_editor_header(run.cell_dir("released__smiling__s3") / "editor.safetensors")
     assert header["n_train_step"] == 6 and header["t_edit"] == 500 and header["loaded_from"] == released.name
+
+
+def test_an_editor_is_trained_once_for_edits_that_differ_in_strength(models, tmp_path) -> None:
+    from asyrp_bench.runner import run_suite
+    from asyrp_bench.suite import load_suite
+
+    edit = {"source": "face", "target": "smiling face", "t_edit": 500, "t_boost": 200}
+    suite = suite_file(models, tmp_path, edits=[{"name": "smiling", **edit},
+                                                {"name": "smiling_half", **edit, "strength": 0.5}])
+    run = RunDir(run_suite(load_suite(suite), tmp_path / "results", show_progress=False))
+    cells = run.manifest["cells"]
+    assert cells["additive__smiling__s3"]["editor_from"] == "trained"
+    assert cells["additive__smiling_half__s3"]["editor_from"] == "cache"
+    summary = run.summary().set_index(["cell", "metric"])["value"]
+    assert summary[("additive__smiling__s3", "clip_directional.s_dir")] != summary[
+        ("additive__smiling_half__s3", "clip_directional.s_dir")]
