@@ -587,6 +587,28 @@ def seeds_record(suite: Suite) -> dict[str, Any]:
     }
 
 
+def preflight(suite: Suite) -> None:
+    """Fail before a run folder exists: metric parameters, backend weights, editor checkpoints and images.
+
+    Raises the first problem's AsyrpBenchError (missing files name where they go).
+    """
+    from asyrp_bench import weights
+    from asyrp_bench.data import resolve_data
+    from asyrp_bench.metrics import build_metrics
+
+    build_metrics([m.model_dump() for m in suite.metrics])
+    for backend in suite.backend:
+        if backend.weights is not None:
+            weights.resolve(backend.weights)
+    for cell in expand(suite):
+        if cell.checkpoint is not None:
+            weights.resolve(cell.checkpoint, kind="editor")
+    resolve_data(suite.data)
+    for train in _train_specs(suite):
+        if train.data is not None:
+            resolve_data(train.data)
+
+
 def run_suite(
     suite: Suite,
     out_root: str | os.PathLike[str] = "results",
@@ -594,7 +616,12 @@ def run_suite(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> Path:
-    """Run every cell of ``suite`` into a new folder under ``out_root``; returns the run folder."""
+    """Run every cell of ``suite`` into a new folder under ``out_root``; returns the run folder.
+
+    Everything that can be checked without loading models is checked first (:func:`preflight`), so a missing
+    file never leaves an empty run folder behind.
+    """
+    preflight(suite)
     cells = manifest_cells(suite)
     writer = RunWriter.create(out_root, suite.name, suite_hash(suite), suite.to_yaml(),
                               environment(device, seeds_record(suite)), cells)

@@ -295,3 +295,19 @@ def test_an_editor_is_trained_once_for_edits_that_differ_in_strength(models, tmp
     summary = run.summary().set_index(["cell", "metric"])["value"]
     assert summary[("additive__smiling__s3", "clip_directional.s_dir")] != summary[
         ("additive__smiling_half__s3", "clip_directional.s_dir")]
+
+
+def test_missing_files_fail_before_a_run_folder_exists(models, tmp_path) -> None:
+    from asyrp_bench.errors import WeightsNotFoundError
+    from asyrp_bench.runner import run_suite
+    from asyrp_bench.suite import load_suite
+
+    suite = load_suite(suite_file(models, tmp_path), check=False)
+    out = tmp_path / "results"
+    broken = suite.model_copy(update={"data": suite.data.model_copy(update={"folder": str(tmp_path / "gone")})})
+    with pytest.raises(WeightsNotFoundError, match="gone"):
+        run_suite(broken, out, show_progress=False)
+    editors = [suite.editors[0].model_copy(update={"checkpoint": {"*": str(tmp_path / "missing.safetensors")}})]
+    with pytest.raises(WeightsNotFoundError, match=r"missing\.safetensors"):
+        run_suite(suite.model_copy(update={"editors": editors, "train": None}), out, show_progress=False)
+    assert not out.exists()
