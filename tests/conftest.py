@@ -66,6 +66,11 @@ def release_dir() -> Path:
     return RELEASE_DIR
 
 
+# Small convolutions are faster on one thread, and two threads per process on a busy 2-core machine are
+# 10-50x slower than one (measured in benchmarks/bench_backends.py). Override with ASYRP_BENCH_TEST_THREADS.
+torch.set_num_threads(int(os.environ.get("ASYRP_BENCH_TEST_THREADS", "1")))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

@@ -24,10 +24,10 @@ def _backends_table() -> Table:
     table.add_column("default weights")
     for name in BACKENDS.names():
         cls = BACKENDS.get(name)
-        presets = cls.presets or {"(config dict or folder)": {}}
-        for preset, config in presets.items():
-            shown = {k: v for k, v in config.items() if k != "weights"}
-            table.add_row(name, preset, ", ".join(f"{k}={v}" for k, v in shown.items()), str(config.get("weights", "")))
+        if not cls.presets:
+            table.add_row(name, "(config dict or folder)", "", "")
+        for preset, config in cls.presets.items():
+            table.add_row(name, preset, cls.preset_summary(preset), str(config.get("weights") or "-"))
     return table
 
 

@@ -97,6 +97,11 @@ class Backend(nn.Module, ABC):
         """The plain ε prediction, ε_θ(x_t, t)."""
         return self.decode(self.encode(x_t, t))
 
+    @classmethod
+    def preset_summary(cls, preset: str) -> str:
+        """One line describing ``preset`` for ``asyrp-bench ls backends``."""
+        return ", ".join(f"{k}={v}" for k, v in cls.presets[preset].items() if k != "weights")
+
     # -- shared helpers -----------------------------------------------------------------------------------
     def check_inputs(self, x_t: Tensor, t: int | Tensor) -> Tensor:
         """Validate x_t and t; return t as a [B] long tensor on x_t's device."""
@@ -107,6 +112,14 @@ class Backend(nn.Module, ABC):
             raise InputError(
                 f"{self.name} backend expects x_t of shape [B, {expected[0]}, {expected[1]}, {expected[2]}], "
                 f"got {list(x_t.shape)}"
+            )
+        if not x_t.is_floating_point():
+            raise InputError(f"x_t must be a floating-point tensor (images in [-1, 1]), got {x_t.dtype}")
+        param = next(self.parameters(), None)
+        if param is not None and (x_t.device != param.device or x_t.dtype != param.dtype):
+            raise InputError(
+                f"x_t is {x_t.dtype} on {x_t.device} but the {self.name} backend is {param.dtype} on {param.device}; "
+                "move it with x_t.to(backend.device, backend.dtype)"
             )
         batch = x_t.shape[0]
         if isinstance(t, Tensor):

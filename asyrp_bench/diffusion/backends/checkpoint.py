@@ -8,8 +8,6 @@ keys (the official Asyrp code loads with ``strict=False`` and silently ignores t
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,21 +20,72 @@ from asyrp_bench.errors import CheckpointError
 MAX_LISTED_KEYS = 10
 
 
+_MAGIC = {
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x89PNG": "a PNG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"<": "an HTML/XML document (a failed download?)",
+    b"version https://git-lfs": "a Git LFS pointer, not the file itself (run `git lfs pull`)",
+}
+
+
+def sniff(path: Path) -> str | None:
+    """What a non-checkpoint file looks like, from its first bytes (for error messages)."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not head:
+        return "an empty file"
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return "a text file" if all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def _is_safetensors(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
 def load_torch_file(path: str | os.PathLike[str]) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU; anything unreadable becomes a CheckpointError."""
+    """Read a weights file on CPU: ``torch.load(weights_only=True)``, or a ``.safetensors`` file.
+
+    Anything unreadable becomes a CheckpointError that names the file and, when it can tell, what it is.
+    """
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; this backend expects a single torch checkpoint file")
+    if _is_safetensors(path):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as exc:
+            raise CheckpointError(f"{path} looks like safetensors but cannot be read: {exc}") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-            UnicodeDecodeError, AttributeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # the unpickler fails in many ways on foreign bytes (IndexError on text, ...)
+        # torch's message opens with advice to retry with weights_only=False, which we never do; keep the cause.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        globals_ = [line for line in lines if "GLOBAL" in line]
+        causes = [line for line in lines if not line.startswith(("Weights only load failed", "Please file", "Check the"))]
+        looks = sniff(path)
+        if looks:
+            reason = f"it looks like {looks}"
+        elif globals_:
+            reason = f"it pickles Python objects that safe (weights_only) loading refuses: {globals_[0][:200]}"
+        else:
+            reason = f"{type(exc).__name__}: {(causes or [''])[0][:160]}"
         raise CheckpointError(
-            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {reason[:200]}). "
-            "Expected a file written by torch.save (e.g. celeba_hq.ckpt)."
+            f"{path} is not a readable torch checkpoint ({reason}). Expected a file written by torch.save "
+            "(like celeba_hq.ckpt) or a .safetensors file."
         ) from exc
 
 

@@ -266,6 +266,21 @@ class DDPMBackend(Backend):
     }
     default_preset: ClassVar[str] = "celeba_hq"
 
+    @classmethod
+    def preset_summary(cls, preset: str) -> str:
+        return cls.summarize(cls.resolve_config(preset)[0])
+
+    @staticmethod
+    def summarize(cfg: DDPMConfig) -> str:
+        """One line: resolution, widths, blocks per level, attention resolutions, h shape."""
+        bottom = cfg.resolution // 2 ** (len(cfg.ch_mult) - 1)
+        attn = ",".join(str(r) for r in cfg.attn_resolutions) or "none"
+        mult = ",".join(str(m) for m in cfg.ch_mult)
+        return (
+            f"{cfg.resolution} px, ch {cfg.ch}×({mult}), {cfg.num_res_blocks} res/level, attn {attn}, "
+            f"h {cfg.ch * cfg.ch_mult[-1]}×{bottom}×{bottom}"
+        )
+
     def __init__(self, config: DDPMConfig) -> None:
         super().__init__()
         self.config = config
