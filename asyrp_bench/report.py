@@ -59,6 +59,13 @@ STRENGTH_NOTE = (
 )
 
 
+BASELINE_NOTE = (
+    "The reconstruction row scores the plain DDIM reconstruction in place of an edit (no prompts, so no S_dir). "
+    "Where a metric's reference is the reconstruction itself (SC by default, as in the Asyrp script), that row is 1 "
+    "by construction; its FID, KID and ID are the floor an editor is measured against."
+)
+
+
 def short_name(metric: str) -> str:
     """A metric column's display name ("clip_directional.s_dir" -> "S_dir")."""
     if metric in LABELS:
@@ -386,6 +393,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         if n_values:
             body.append(("note", f"{FID_NOTE} Here N = {', '.join(map(str, n_values))}."))
         body.append(("note", STRENGTH_NOTE))
+        body.append(("note", BASELINE_NOTE))
     sections.append(("Summary (mean [95% CI])", body))
 
     grids: list[tuple[str, str]] = []
