@@ -249,7 +249,8 @@ def image_grid(run: RunDir, edit: str, columns: Sequence[tuple[str, str]], out: 
     scale = max(1, math.ceil(GRID_TILE / size))
     tile = size * scale
     font = ImageFont.load_default(size=13)
-    pad, top, left = 6, 26, 70
+    pad, top = 6, 26
+    left = int(max(font.getlength(i) for i in ids)) + 16
     width = left + len(panels) * (tile + pad)
     height = top + len(ids) * (tile + pad) + 22
     canvas = Image.new("RGB", (width, height), "white")
