@@ -130,3 +130,20 @@ def test_compare_cli_exit_codes(tmp_path: Path) -> None:
     out = tmp_path / "deltas.csv"
     runner.invoke(app, ["compare", str(base.path), str(same.path), "--csv", str(out)])
     assert np.isfinite(np.loadtxt(out, delimiter=",", skiprows=1, usecols=[5])).all()
+
+
+def test_a_golden_folder_of_top_level_files_is_a_baseline(tmp_path: Path) -> None:
+    """tests/golden/ci_tiny holds only a run's top-level files (no cells); compare reads it like a run."""
+    import shutil
+
+    run = make_run(tmp_path / "a")
+    golden = tmp_path / "golden" / "ci_tiny"
+    golden.mkdir(parents=True)
+    for name in ("manifest.json", "env.json", "suite.resolved.yaml", "scores.csv", "summary.csv"):
+        shutil.copyfile(run.path / name, golden / name)
+    same = make_run(tmp_path / "b")
+    result = compare_runs([golden, same.path], tolerances={"*": 1e-4})
+    assert result.ok and (result.deltas["delta"] == 0).all()
+    assert (result.deltas.loc[result.deltas.metric != "fid", "n_pairs"] == 12).all()
+    worse = make_run(tmp_path / "c", shift={("adagn", "identity"): -0.01})
+    assert not compare_runs([golden, worse.path], tolerances={"*": 1e-4}).ok
