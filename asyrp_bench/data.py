@@ -274,13 +274,15 @@ def _verify(split: Split, manifest: dict[str, Any], origin: Path | str, ids: Seq
         )
 
 
-def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: int | None = None) -> ImageSet:
+def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: int | None = None,
+                  offset: int = 0) -> ImageSet:
     """Resolve a named split to its files, checking (or recording) their sha256.
 
     Args:
         name: a registered split (``asyrp-bench ls splits``).
         root: the folder holding the split's images (default: the split's registered location).
-        limit: keep only the first ``limit`` images of the split's order.
+        limit: keep at most ``limit`` images (after ``offset``) of the split's order.
+        offset: skip the first ``offset`` images (e.g. to train and evaluate on disjoint parts of one split).
 
     Raises:
         WeightsNotFoundError: the folder is missing (the message says where it goes).
@@ -294,14 +296,16 @@ def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: 
             f"{folder} holds {len(files)} images: that looks like a whole dataset, not the split's folder. "
             f"{split.name} is {split.rule}."
         )
-    wanted = split.n_images if split.n_images is not None else len(files)
-    if limit is not None:
-        if limit > wanted:
-            raise ConfigError(f"data.limit {limit} exceeds the {wanted} images of split {split.name!r}")
-        wanted = limit
+    size = split.n_images if split.n_images is not None else len(files)
+    if offset >= size:
+        raise ConfigError(f"data.offset {offset} leaves no image of the {size} of split {split.name!r}")
+    if limit is not None and offset + limit > size:
+        raise ConfigError(f"data.limit {limit} from offset {offset} exceeds the {size} images of split {split.name!r}")
+    wanted = size if limit is None else offset + limit
     if len(files) < wanted or not files:
         raise InputError(f"{folder} holds {len(files)} image files; split {split.name!r} needs {wanted} "
                          f"({split.rule})")
+    # The manifest covers the split's prefix up to the last image used, so parts of one split check the same file.
     files = files[:wanted]
     ids = [f.stem for f in files]
     sha256s = [sha256_file(f) for f in files]
@@ -317,22 +321,27 @@ def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: 
             _write_manifest(path, split, folder, ids, files, sha256s)
         else:
             _verify(split, recorded, path, ids, files, sha256s)
+    ids, files, sha256s = ids[offset:], files[offset:], sha256s[offset:]
+    rule = split.rule + (f"; images {offset}..{offset + len(ids) - 1} of that order" if offset else "")
     return ImageSet(name=split.name, ids=tuple(ids), files=tuple(files), sha256=tuple(sha256s),
-                    split_hash=image_set_hash(ids, sha256s), rule=split.rule)
+                    split_hash=image_set_hash(ids, sha256s), rule=rule)
 
 
-def resolve_folder(folder: str | os.PathLike[str], limit: int | None = None) -> ImageSet:
-    """Every image directly in ``folder`` (ordered by file name, numeric stems as numbers), first ``limit``."""
+def resolve_folder(folder: str | os.PathLike[str], limit: int | None = None, offset: int = 0) -> ImageSet:
+    """The image files directly in ``folder`` (ordered by file name, numeric stems as numbers), ``limit`` of
+    them from ``offset``."""
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise WeightsNotFoundError(f"data.folder {path} does not exist (a folder of image files is expected)")
     files = list_images(path)
-    if limit is not None:
-        files = files[:limit]
+    end = None if limit is None else offset + limit
+    files = files[offset:end]
+    if not files:
+        raise ConfigError(f"data.offset {offset} leaves no image of the folder {path}")
     ids = [f.stem for f in files]
     sha256s = [sha256_file(f) for f in files]
-    rule = f"every image file in the folder {path.name!r}, ordered by file name" + (
-        f", first {limit}" if limit is not None else "")
+    rule = f"the image files in the folder {path.name!r}, ordered by file name" + (
+        f", images {offset}..{offset + len(files) - 1}" if offset or limit is not None else "")
     return ImageSet(name=f"folder:{path.name}", ids=tuple(ids), files=tuple(files), sha256=tuple(sha256s),
                     split_hash=image_set_hash(ids, sha256s), rule=rule)
 
@@ -340,5 +349,5 @@ def resolve_folder(folder: str | os.PathLike[str], limit: int | None = None) -> 
 def resolve_data(spec: Any) -> ImageSet:
     """Resolve a suite ``data:`` block (:class:`asyrp_bench.suite.DataSpec`)."""
     if spec.split is not None:
-        return resolve_split(spec.split, spec.root, spec.limit)
-    return resolve_folder(spec.folder, spec.limit)
+        return resolve_split(spec.split, spec.root, spec.limit, spec.offset)
+    return resolve_folder(spec.folder, spec.limit, spec.offset)

@@ -84,7 +84,7 @@ class BaselineCell:
 def baseline_cell(suite: Suite, backend: BackendSpec) -> BaselineCell:
     cell_id = "reconstruction" if len(suite.backend) == 1 else f"{backend.display}__reconstruction"
     semantic = {"baseline": "reconstruction", "backend": backend.model_dump(mode="json", exclude={"label"}),
-                "data": {"split": suite.data.split, "limit": suite.data.limit,
+                "data": {"split": suite.data.split, "limit": suite.data.limit, "offset": suite.data.offset,
                          "folder": Path(suite.data.folder).name if suite.data.folder else None},
                 "sampler": suite.sampler.model_dump(mode="json"),
                 "metrics": [m.model_dump(mode="json") for m in suite.metrics]}

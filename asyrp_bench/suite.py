@@ -90,14 +90,15 @@ class DataSpec(_Strict):
     """The images: a named split (``asyrp-bench ls splits``) or any folder of images.
 
     ``root`` points a split at the user's copy of its images (for CelebA-HQ, the test folder of the
-    DiffusionCLIP/StyleMapGAN download; see :mod:`asyrp_bench.data`). ``limit`` keeps the first N images of
-    the split's order.
+    DiffusionCLIP/StyleMapGAN download; see :mod:`asyrp_bench.data`). ``offset`` skips the first images of the
+    split's order and ``limit`` keeps N after that (train and evaluate on disjoint parts of one split).
     """
 
     split: str | None = None
     folder: str | None = None
     root: str | None = None
     limit: Annotated[int, Field(ge=1)] | None = None
+    offset: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _split_or_folder(self) -> DataSpec:
@@ -904,7 +905,7 @@ def _path_identity(value: str | None) -> str | None:
 def _data_identity(spec: DataSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    return {"split": spec.split, "folder": _path_identity(spec.folder), "limit": spec.limit}
+    return {"split": spec.split, "folder": _path_identity(spec.folder), "limit": spec.limit, "offset": spec.offset}
 
 
 def cell_semantics(

@@ -106,3 +106,17 @@ def test_unknown_split_suggests() -> None:
 
     with pytest.raises(UnknownNameError, match="Did you mean 'celebahq_test100'"):
         data.resolve_split("celebahq_test10")
+
+
+def test_offset_takes_a_disjoint_part_checked_by_the_same_manifest(celeba_test: Path, tmp_path: Path) -> None:
+    first = data.resolve_split("celebahq_test100", root=celeba_test, limit=10)
+    second = data.resolve_split("celebahq_test100", root=celeba_test, limit=10, offset=10)
+    assert not set(first.ids) & set(second.ids)
+    assert second.ids == data.resolve_split("celebahq_test100", root=celeba_test).ids[10:20]
+    assert "images 10..19" in second.rule
+    with pytest.raises(ConfigError, match="exceeds the 100 images"):
+        data.resolve_split("celebahq_test100", root=celeba_test, limit=10, offset=95)
+    folder = make_folder(tmp_path / "imgs", [f"{i}.png" for i in range(5)], size=8)
+    assert data.resolve_folder(folder, limit=2, offset=3).ids == ("3", "4")
+    with pytest.raises(ConfigError, match="leaves no image"):
+        data.resolve_folder(folder, offset=5)
