@@ -27,3 +27,45 @@ def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff>=0.8")
     session.run("ruff", "check", ".")
+
+
+# -- the CI regression of metric numbers (DESIGN §8) -------------------------------------------------------------
+TINY_SUITE = "suites/ci_tiny.yaml"
+GOLDEN = "tests/golden/ci_tiny"
+GOLDEN_FILES = ("manifest.json", "env.json", "suite.resolved.yaml", "scores.csv", "summary.csv")
+# One intra-op thread: CPU float reductions (the last bits of every number) depend on the thread count.
+TINY_ENV = {**OFFLINE_ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Tight: the golden is compared on other CPUs too, where the last float bits may differ.
+TINY_TOLERANCES = ("--tolerance", "*=1e-4", "--tolerance", "fid=1e-3", "--tolerance", "kid=1e-3")
+
+
+def _run_tiny_suite(session: nox.Session) -> str:
+    out = session.create_tmp()
+    output = session.run("asyrp-bench", "run", TINY_SUITE, "--out", f"{out}/results", "--device", "cpu",
+                         "--no-progress", env=TINY_ENV, silent=True)
+    run_dir = str(output).strip().splitlines()[-1]
+    session.log(f"run folder: {run_dir}")
+    return run_dir
+
+
+@nox.session(python=PYTHON)
+def tiny_suite(session: nox.Session) -> None:
+    """Run suites/ci_tiny.yaml and compare it with tests/golden/ci_tiny/ at tight tolerances (fails on regression)."""
+    session.install("-e", ".")
+    run_dir = _run_tiny_suite(session)
+    session.run("asyrp-bench", "compare", GOLDEN, run_dir, *TINY_TOLERANCES, env=TINY_ENV)
+
+
+@nox.session(python=PYTHON, default=False)
+def regen_golden(session: nox.Session) -> None:
+    """Deliberately rewrite tests/golden/ci_tiny/ from the current code (review the diff before committing)."""
+    import shutil
+    from pathlib import Path
+
+    session.install("-e", ".")
+    run_dir = Path(_run_tiny_suite(session))
+    golden = Path(GOLDEN)
+    golden.mkdir(parents=True, exist_ok=True)
+    for name in GOLDEN_FILES:
+        shutil.copyfile(run_dir / name, golden / name)
+    session.log(f"wrote {golden} from {run_dir}")

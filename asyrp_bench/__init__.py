@@ -32,6 +32,14 @@ _PUBLIC = {
     "resolve_recipe": "asyrp_bench.recipes",
     "build_editor": "asyrp_bench.editors.base",
     "Editor": "asyrp_bench.editors.base",
+    "load_suite": "asyrp_bench.suite",
+    "expand": "asyrp_bench.suite",
+    "run_suite": "asyrp_bench.runner",
+    "resume_run": "asyrp_bench.runner",
+    "RunDir": "asyrp_bench.results",
+    "compare_runs": "asyrp_bench.compare",
+    "write_report": "asyrp_bench.report",
+    "resolve_split": "asyrp_bench.data",
 }
 
 __all__ = ["__version__", *_PUBLIC]

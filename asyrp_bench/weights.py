@@ -281,3 +281,12 @@ register_artifact(Artifact(
     name="world_oracle", filename="world_oracle", kind="oracle", is_dir=True, packaged="world/oracle",
     description="the tiny world's attribute oracle and FID feature net (asyrp-world extractor)", source=_WORLD,
 ))
+# -- data folders (asyrp_bench/data.py documents the split rules) ---------------------------------------------
+_CELEBAHQ_SOURCE = ("DiffusionCLIP's `bash data_download.sh celeba_hq` (StyleMapGAN's CelebA-HQ split), its folder "
+                    "data/celeba_hq/raw_images/{part}/images")
+for _part in ("test", "train"):
+    register_artifact(Artifact(
+        name=f"celebahq_{_part}_images", filename=f"celeba_hq/raw_images/{_part}/images", kind="data", is_dir=True,
+        description=f"CelebA-HQ {_part} images (the DiffusionCLIP/Asyrp {_part} split)",
+        source=_CELEBAHQ_SOURCE.format(part=_part), env_var=f"ASYRP_BENCH_CELEBAHQ_{_part.upper()}",
+    ))

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from asyrp_bench.cli import doctor, edit, ls, score, train, world  # noqa: F401  (modules register their commands on import)
+from asyrp_bench.cli import (  # noqa: F401  (modules register their commands on import)
+    compare,
+    doctor,
+    edit,
+    ls,
+    report,
+    run,
+    score,
+    train,
+    validate,
+    world,
+)
 from asyrp_bench.cli.app import app
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from asyrp_bench.cli.app import app, console, handle_errors
 from asyrp_bench.errors import UnknownNameError
 
-SECTIONS = ("backends", "editors", "recipes", "edits", "metrics", "weights")
+SECTIONS = ("backends", "editors", "recipes", "edits", "metrics", "splits", "weights")
 
 
 def _backends_table() -> Table:
@@ -104,12 +104,26 @@ def _metrics_table() -> Table:
     return table
 
 
+def _splits_table() -> Table:
+    from asyrp_bench.data import SPLITS
+
+    table = Table(title="splits (data: {split: NAME})", title_justify="left")
+    for column in ("split", "images", "what", "rule"):
+        table.add_column(column, overflow="fold")
+    for name in SPLITS.names():
+        split = SPLITS.get(name)
+        table.add_row(name, str(split.n_images or "all"), split.description, split.rule)
+    return table
+
+
 def section_tables(section: str) -> list[Table]:
     """The rich tables of one ``ls`` section (other modules add their own sections here)."""
     if section == "backends":
         return [_backends_table()]
     if section == "metrics":
         return [_metrics_table()]
+    if section == "splits":
+        return [_splits_table()]
     if section == "weights":
         return [_weights_table()]
     if section == "editors":
