@@ -7,6 +7,8 @@ and ``@handle_errors``. Heavy libraries are imported inside the command function
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,8 +17,10 @@ from rich.console import Console
 
 from asyrp_bench.errors import AsyrpBenchError
 
-console = Console()
-err_console = Console(stderr=True)
+# Output captured by CI logs or files is not a terminal; rich would wrap tables at 80 columns there.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 app = typer.Typer(
     name="asyrp-bench",

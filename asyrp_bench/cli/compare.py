@@ -48,15 +48,17 @@ def compare_command(
     for letter, run in zip(letters, result.runs, strict=True):
         role = " (baseline)" if run == result.baseline else ""
         console.print(f"[bold]{letter}[/]{role} = {run}", highlight=False, soft_wrap=True)
-    table = Table(show_lines=len(result.runs) > 1)
-    for name in ("backend", "editor", "edit"):
-        table.add_column(name, style="bold", overflow="fold")
-    for metric in metrics:
-        for letter in letters:
-            table.add_column(f"{metric}\n{letter}", justify="right", overflow="fold")
+    # One row per (backend, editor, edit, metric) and one column per run: stays readable at any terminal width
+    # and in CI logs (a column per metric × run does not).
+    table = Table(show_lines=False)
+    for name in ("backend", "editor", "edit", "metric"):
+        table.add_column(name, style="bold" if name != "metric" else None, no_wrap=True)
+    for letter in letters:
+        table.add_column(letter, justify="right", overflow="fold")
     for key in result.table.index:
-        cells = [str(k) if k != "" else "-" for k in key]
+        labels = [str(k) if k != "" else "-" for k in key]
         for metric in metrics:
+            cells = [*labels, metric]
             for index, run in enumerate(result.runs):
                 value = result.table.get((run, metric), {}).get(key, math.nan)
                 text = _fmt(float(value)) if value == value else "–"
@@ -65,9 +67,11 @@ def compare_command(
                     ci = f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if math.isfinite(row["ci_low"]) else ""
                     style = "red" if row["regressed"] else ("green" if row["better"] > 0 else "dim")
                     mark = " ✗" if row["regressed"] else ""
-                    text += f"\n[{style}]Δ {row['delta']:+.3g}{ci}{mark}[/]"
+                    text += f" [{style}]Δ {row['delta']:+.3g}{ci}{mark}[/]"
                 cells.append(text)
-        table.add_row(*cells)
+            table.add_row(*cells)
+            labels = ["", "", ""]
+        table.add_section()
     console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
