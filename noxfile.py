@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests`` (the default tier), ``lint``, ``tiny_suite``, ``regen_golden``.
+"""Developer sessions: ``nox -s tests`` (the default tier), ``lint``, ``tiny_suite``, ``regen_golden``, ``quickstart``.
 
 Each session installs the project into its own virtual environment from this repository's pyproject.toml.
 """
@@ -69,3 +69,28 @@ def regen_golden(session: nox.Session) -> None:
     for name in GOLDEN_FILES:
         shutil.copyfile(run_dir / name, golden / name)
     session.log(f"wrote {golden} from {run_dir}")
+
+
+@nox.session(python=PYTHON)
+def quickstart(session: nox.Session) -> None:
+    """The README's main command exactly as written (offline, toy world); fails unless it writes a report with
+    an image grid per edit."""
+    session.install("-e", ".")
+    out = session.create_tmp()
+    output = session.run("asyrp-bench", "run", "suites/quickstart.yaml", "--out", f"{out}/results",
+                         env=OFFLINE_ENV, silent=True)
+    run_dir = str(output).strip().splitlines()[-1]
+    session.log(f"run folder: {run_dir}")
+    session.run("python", "-c", QUICKSTART_CHECK, run_dir)
+
+
+QUICKSTART_CHECK = """
+import re, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+report = (run / "report.md").read_text()
+grids = re.findall(r"\\((report/grid_[^)]+[.]png)\\)", report)
+assert len(grids) == 2 and all((run / g).stat().st_size > 1000 for g in grids), grids
+assert (run / "report.html").is_file() and (run / "summary.csv").is_file()
+print(report.split("## Images")[0])
+"""

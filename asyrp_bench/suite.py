@@ -171,6 +171,9 @@ class EditSpec(_Strict):
     """One edit: the prompt pair of spec §4.5 and the interval of spec §5 (t_edit, t_boost on the 0…999 scale).
 
     ``t_boost: null`` turns quality boosting off. ``strength`` scales Δh at test time (spec §7.2).
+    ``train_overrides`` are recipe fields for this edit only, applied over the editor's recipe overrides (the
+    official scripts tune lr and loss weights per attribute; an edit that recolours every skin pixel needs a
+    weaker L1 term than one that bends the mouth). They do not apply to loaded checkpoints.
     """
 
     name: Annotated[str, Field(pattern=_NAME)]
@@ -179,6 +182,7 @@ class EditSpec(_Strict):
     t_edit: Annotated[int, Field(ge=0, le=NUM_TRAIN_TIMESTEPS - 1)]
     t_boost: Annotated[int, Field(ge=0, le=NUM_TRAIN_TIMESTEPS - 1)] | None = 167
     strength: float = 1.0
+    train_overrides: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _boost_below_edit(self) -> EditSpec:
@@ -674,6 +678,13 @@ def _check_parameters(suite: Suite) -> list[tuple[KeyPath, str]]:
                 resolve_recipe(train.recipe, train.overrides)
             except AsyrpBenchError as error:
                 problems.append(((*path, "overrides"), str(error)))
+    for i, edit in enumerate(suite.edits):
+        for train in {id(t): t for _, t in trains if t is not None}.values() if edit.train_overrides else ():
+            try:
+                resolve_recipe(train.recipe, {**train.overrides, **edit.train_overrides})
+            except AsyrpBenchError as error:
+                problems.append((("edits", i, "train_overrides"), str(error)))
+                break
     return problems
 
 
@@ -961,6 +972,9 @@ def expand(suite: Suite) -> list[Cell]:
                         checkpoint = editor.checkpoint.get(edit.name, editor.checkpoint.get("*"))
                     else:
                         train = editor.train or suite.train
+                        if train is not None and edit.train_overrides:
+                            train = train.model_copy(update={"overrides": {**train.overrides,
+                                                                           **edit.train_overrides}})
                     cell_id = f"{editor.display}__{edit.name}__s{seed}"
                     if many_backends:
                         cell_id = f"{backend.display}__{cell_id}"

@@ -76,7 +76,7 @@ def test_every_shipped_suite_validates(path: Path) -> None:
 
 def test_shipped_suites_exist() -> None:
     names = {p.name for p in SHIPPED}
-    assert {"paper_table1.yaml", "paper_released.yaml", "ablation_ft.yaml"} <= names
+    assert {"paper_table1.yaml", "paper_released.yaml", "ablation_ft.yaml", "quickstart.yaml", "ci_tiny.yaml"} <= names
 
 
 def test_paper_suites_carry_the_published_sdir_row_with_its_caveat() -> None:
@@ -268,3 +268,18 @@ def test_validate_cli(suite_dir: Path) -> None:
     bad = runner.invoke(app, ["validate", str(suite_dir / "demo.yaml"), "--set", "edits.0.t_edti=3"])
     assert bad.exit_code == 1
     assert "Did you mean 't_edit'" in bad.output
+
+
+def test_per_edit_train_overrides_merge_into_that_edit_only(suite_dir: Path) -> None:
+    plain = {c.id: c for c in expand(load(suite_dir, "train.overrides={lr: 0.3, lambda_l1: 3.0}"))}
+    tuned = {c.id: c for c in expand(load(suite_dir, "train.overrides={lr: 0.3, lambda_l1: 3.0}",
+                                          "edits.1.train_overrides={lambda_l1: 0.5}"))}
+    assert tuned["additive__sad__s7"].train.overrides == {"lr": 0.3, "lambda_l1": 0.5}
+    assert tuned["additive__smiling__s7"].train.overrides == {"lr": 0.3, "lambda_l1": 3.0}
+    assert tuned["additive__smiling__s7"].config_hash == plain["additive__smiling__s7"].config_hash
+    assert tuned["additive__sad__s7"].config_hash != plain["additive__sad__s7"].config_hash
+
+
+def test_per_edit_train_overrides_are_checked_against_the_recipe(suite_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"edits\[1\]\.train_overrides.*lamda_l1"):
+        load_suite(suite_dir / "demo.yaml", ["edits.1.train_overrides={lamda_l1: 0.5}"])
