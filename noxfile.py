@@ -35,8 +35,9 @@ GOLDEN = "tests/golden/ci_tiny"
 GOLDEN_FILES = ("manifest.json", "env.json", "suite.resolved.yaml", "scores.csv", "summary.csv")
 # One intra-op thread: CPU float reductions (the last bits of every number) depend on the thread count.
 TINY_ENV = {**OFFLINE_ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-# Tight: the golden is compared on other CPUs too, where the last float bits may differ.
-TINY_TOLERANCES = ("--tolerance", "*=1e-4", "--tolerance", "fid=1e-3", "--tolerance", "kid=1e-3")
+# Tight: the golden is compared on other CPUs too, where the last float bits may differ. FID at N = 6 takes the
+# square root of a rank-deficient covariance product, which amplifies those bits; 0.05 is 0.1 % of its value.
+TINY_TOLERANCES = ("--tolerance", "*=1e-4", "--tolerance", "fid=0.05", "--tolerance", "kid=1e-3")
 
 
 def _run_tiny_suite(session: nox.Session) -> str:
