@@ -25,7 +25,7 @@ from asyrp_bench.errors import AsyrpBenchError
 from asyrp_bench.results import BASELINE_EDITOR, RunDir
 
 REPORT_DIR = "report"
-GRID_IMAGES = 4
+GRID_IMAGES = 8
 GRID_TILE = 128
 SOURCES_DIR = "sources"
 

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 SOURCES_DIR = "sources"
 IMAGES_DIR = "images"
 EDITOR_FILE = "editor.safetensors"
-GRID_IMAGES = 4
+GRID_IMAGES = 8
 """Images always saved per cell (for the report's grids), even with ``output.save_images: false``."""
 
 

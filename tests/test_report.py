@@ -86,3 +86,9 @@ def test_short_names() -> None:
     assert short_name("clip_directional.s_dir") == "S_dir"
     assert short_name("seg_consistency.miou") == "SC (mIoU)"
     assert short_name("newmetric.value") == "newmetric value"
+
+
+def test_runner_keeps_every_image_the_report_grids_show() -> None:
+    from asyrp_bench import report, runner
+
+    assert runner.GRID_IMAGES == report.GRID_IMAGES == 8
