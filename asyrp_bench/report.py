@@ -383,8 +383,9 @@ def write_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     if description:
         info.append(("text", str(description)))
     for name, split in (manifest.get("splits") or {}).items():
-        info.append(("text", f"Images: {name}, N = {split.get('n')}, split hash `{str(split.get('split_hash'))[:12]}` "
-                             f"— {split.get('rule', '')}."))
+        role, shown = ("Training images", name.split(":", 1)[1]) if name.startswith("train:") else ("Images", name)
+        info.append(("text", f"{role}: {shown}, N = {split.get('n')}, split hash "
+                             f"`{str(split.get('split_hash'))[:12]}` — {split.get('rule', '')}."))
     sections.append(("Run", info))
 
     body: list[tuple[str, str]] = [("table", ""), *[("note", n) for n in notes]]

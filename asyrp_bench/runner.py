@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 SOURCES_DIR = "sources"
 IMAGES_DIR = "images"
 EDITOR_FILE = "editor.safetensors"
+TRAIN_SPLIT_PREFIX = "train:"
+"""Manifest ``splits`` keys of training image sets start with this (evaluation sets use the split name)."""
 GRID_IMAGES = 8
 """Images always saved per cell (for the report's grids), even with ``output.save_images: false``."""
 
@@ -543,7 +545,8 @@ class Runner:
                 self._train_images[memo_key] = (shared.images, shared.x0)
             else:
                 images = resolve_data(spec)
-                self.writer.record("splits", images.name, images.describe()
+                # its own key: the evaluation split's record (same split name, other part) must survive
+                self.writer.record("splits", f"{TRAIN_SPLIT_PREFIX}{images.name}", images.describe()
                                    | {"sha256": dict(zip(images.ids, images.sha256, strict=True))})
                 self._train_images[memo_key] = (images, images.load(shared.backend.image_size).to(self.device))
         return self._train_images[memo_key]

@@ -6,6 +6,7 @@ The default tier runs it shrunk with ``--set`` (the same suite file, models and 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def test_quickstart_runs_offline_and_writes_a_report_with_images(tmp_path: Path)
     html = (run_dir / "report.html").read_text()
     assert "grid_smiling" in html and "grid_tanned" in html
     assert len(list((run_dir / "cells").glob("additive__smiling__s0/images/*.png"))) == 3
+    # the evaluated and the training part of the one split are both recorded, each under its own key
+    splits = json.loads((run_dir / "manifest.json").read_text())["splits"]
+    assert splits["world"]["ids"] == ["world-000", "world-001", "world-002"]
+    assert splits["train:world"]["ids"] == ["world-032", "world-033"]
+    assert "Images: world, N = 3," in report and "Training images: world, N = 2," in report
 
 
 def test_quickstart_edits_use_the_settings_world_check_measures() -> None:
