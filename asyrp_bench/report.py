@@ -48,9 +48,10 @@ FOLDED = {"kid.kid_std": "kid.kid"}
 HIDDEN = ("kid.subset_size",)
 
 FID_NOTE = (
-    "FID on a set of N ≈ 100 images is biased upward and depends on N (2048-d Inception features, rank-deficient "
-    "covariance; metrics_and_peers.md §5.4). Compare FID only between runs with the same N and tool; KID (unbiased) "
-    "and the reconstruction baseline are shown for that reason."
+    "FID on a small set of images (N ≈ 100) is biased upward and depends on N (with N below the feature dimension, "
+    "2048 for Inception, the covariance is rank-deficient; metrics_and_peers.md §5.4). Compare FID only between runs "
+    "with the same N, feature extractor and tool; KID (unbiased) and the reconstruction baseline are shown for that "
+    "reason."
 )
 STRENGTH_NOTE = (
     "Fidelity metrics (ID, SC, FID, KID) improve as edits get weaker: an editor that changes nothing scores like the "
