@@ -27,6 +27,22 @@ def _fresh_clip_cache():
     clipmod.clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _no_downloads(monkeypatch: pytest.MonkeyPatch):
+    """Every download entry point of open_clip and huggingface_hub fails loudly: these tests name pretrained
+    tags ("openai") only to check that they are resolved offline or refused, never fetched."""
+    import huggingface_hub
+    import open_clip.pretrained
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to download weights: {args} {kwargs}")
+
+    for name in ("download_pretrained", "download_pretrained_from_hf", "download_pretrained_from_url",
+                 "hf_hub_download"):
+        monkeypatch.setattr(open_clip.pretrained, name, refuse)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+
+
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_clip_dir(tmp_path_factory.mktemp("clip") / "tiny_clip")
@@ -126,7 +142,7 @@ def test_missing_weights_are_clear_errors(tmp_path: Path):
 
 def test_bad_names_are_config_errors(tmp_path: Path):
     with pytest.raises(ConfigError, match="unknown open_clip model"):
-        clipmod.load_clip("ViT-Q-99", pretrained="openai")
+        clipmod.load_clip("ViT-Q-99", pretrained=str(tmp_path / "weights.safetensors"))  # refused by name first
     with pytest.raises(ConfigError, match="needs `pretrained`"):
         clipmod.load_clip("ViT-B-16-quickgelu", pretrained=None)
     with pytest.raises(ConfigError, match="neither a pretrained tag"):
