@@ -179,10 +179,6 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(images.list_images(folder).images.values(), key=_natural_key)
 
 
-def sha256_file(path: Path) -> str:
-    return weights.sha256_file(path)
-
-
 def image_set_hash(ids: Sequence[str], sha256s: Sequence[str]) -> str:
     payload = json.dumps([[i, s] for i, s in zip(ids, sha256s, strict=True)], separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -308,7 +304,7 @@ def resolve_split(name: str, root: str | os.PathLike[str] | None = None, limit: 
     # The manifest covers the split's prefix up to the last image used, so parts of one split check the same file.
     files = files[:wanted]
     ids = [f.stem for f in files]
-    sha256s = [sha256_file(f) for f in files]
+    sha256s = [weights.sha256_file(f) for f in files]
     packaged = _packaged_manifest(split)
     if packaged is not None:
         _verify(split, packaged, f"asyrp_bench/assets/{split.manifest}", ids, files, sha256s)
@@ -339,7 +335,7 @@ def resolve_folder(folder: str | os.PathLike[str], limit: int | None = None, off
     if not files:
         raise ConfigError(f"data.offset {offset} leaves no image of the folder {path}")
     ids = [f.stem for f in files]
-    sha256s = [sha256_file(f) for f in files]
+    sha256s = [weights.sha256_file(f) for f in files]
     rule = f"the image files in the folder {path.name!r}, ordered by file name" + (
         f", images {offset}..{offset + len(files) - 1}" if offset or limit is not None else "")
     return ImageSet(name=f"folder:{path.name}", ids=tuple(ids), files=tuple(files), sha256=tuple(sha256s),

@@ -672,19 +672,24 @@ def _check_parameters(suite: Suite) -> list[tuple[KeyPath, str]]:
     except ImportError:
         return problems
     trains = [(("train",), suite.train)] + [(("editors", i, "train"), e.train) for i, e in enumerate(suite.editors)]
+    trains = [(path, train) for path, train in trains if train is not None]
     for path, train in trains:
-        if train is not None:
-            try:
-                resolve_recipe(train.recipe, train.overrides)
-            except AsyrpBenchError as error:
-                problems.append(((*path, "overrides"), str(error)))
+        try:
+            resolve_recipe(train.recipe, train.overrides)
+        except AsyrpBenchError as error:
+            problems.append(((*path, "overrides"), str(error)))
+    # an edit's overrides are applied over every trained editor's (expand); each combination must resolve
     for i, edit in enumerate(suite.edits):
-        for train in {id(t): t for _, t in trains if t is not None}.values() if edit.train_overrides else ():
+        if not edit.train_overrides:
+            continue
+        errors = []
+        for _, train in trains:
             try:
                 resolve_recipe(train.recipe, {**train.overrides, **edit.train_overrides})
             except AsyrpBenchError as error:
-                problems.append((("edits", i, "train_overrides"), str(error)))
-                break
+                errors.append(str(error))
+        if errors:
+            problems.append((("edits", i, "train_overrides"), errors[0]))
     return problems
 
 

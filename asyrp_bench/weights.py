@@ -261,26 +261,20 @@ register_artifact(Artifact(
 
 # -- the tiny world shipped with the package (asyrp_bench/assets/world, docs/world.md) ------------------------
 _WORLD = "shipped with asyrp-bench (asyrp-bench world train)"
-register_artifact(Artifact(
-    name="world_ddpm", filename="world_ddpm", kind="diffusion", is_dir=True, packaged="world/ddpm",
-    description="the tiny world's 32 px cartoon-face DDPM (diffusers UNet2DModel folder)", source=_WORLD,
-))
-register_artifact(Artifact(
-    name="world_clip", filename="world_clip", kind="clip", is_dir=True, packaged="world/clip",
-    description="the tiny world's CLIP (open_clip local-dir folder)", source=_WORLD,
-))
-register_artifact(Artifact(
-    name="world_parser", filename="world_parser", kind="segmenter", is_dir=True, packaged="world/parser",
-    description="the tiny world's face parser (segmentation-models-pytorch folder + segmenter.json)", source=_WORLD,
-))
-register_artifact(Artifact(
-    name="world_identity", filename="world_identity", kind="face", is_dir=True, packaged="world/identity",
-    description="the tiny world's identity embedder (WorldFaceEmbedder folder)", source=_WORLD,
-))
-register_artifact(Artifact(
-    name="world_oracle", filename="world_oracle", kind="oracle", is_dir=True, packaged="world/oracle",
-    description="the tiny world's attribute oracle and FID feature net (asyrp-world extractor)", source=_WORLD,
-))
+# (asset folder under assets/world, kind, what it is); the key is world_<folder>
+_WORLD_ASSETS = (
+    ("ddpm", "diffusion", "32 px cartoon-face DDPM (diffusers UNet2DModel folder)"),
+    ("clip", "clip", "CLIP (open_clip local-dir folder)"),
+    ("parser", "segmenter", "face parser (segmentation-models-pytorch folder + segmenter.json)"),
+    ("identity", "face", "identity embedder (WorldFaceEmbedder folder)"),
+    ("oracle", "oracle", "attribute oracle and FID feature net (asyrp-world extractor)"),
+)
+for _folder, _kind, _what in _WORLD_ASSETS:
+    register_artifact(Artifact(
+        name=f"world_{_folder}", filename=f"world_{_folder}", kind=_kind, is_dir=True, packaged=f"world/{_folder}",
+        description=f"the tiny world's {_what}", source=_WORLD,
+    ))
+
 # -- data folders (asyrp_bench/data.py documents the split rules) ---------------------------------------------
 _CELEBAHQ_SOURCE = ("DiffusionCLIP's `bash data_download.sh celeba_hq` (StyleMapGAN's CelebA-HQ split), its folder "
                     "data/celeba_hq/raw_images/{part}/images")

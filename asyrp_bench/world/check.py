@@ -100,11 +100,12 @@ def sample(backend: Backend, n: int, seed: int = 0, n_steps: int = 40, eta: floa
 
 
 @torch.no_grad()
-def predicted_x0_table(backend: Backend, images: Tensor, masks: Tensor, root: Path | None = None,
-                       n_steps: int = 40) -> list[dict[str, float]]:
-    """How much of a face P_t still holds along the DDIM inversion chain, per grid timestep: mean |P_t − x0| (in
-    [0,1] units), PSNR and the parser's mIoU of P_t against the true part masks. The world's analogue of the
-    LPIPS(x0, P_t) tables behind Asyrp's t_edit / t_boost rule (spec §5.1); LPIPS itself needs VGG/Alex weights."""
+def invert_with_x0_table(backend: Backend, images: Tensor, masks: Tensor, root: Path | None = None,
+                         n_steps: int = 40) -> tuple[Tensor, list[dict[str, float]]]:
+    """DDIM inversion of images in [0,1] (the same chain as ``asyrp_bench.invert``), returning x_T and how much
+    of a face P_t still holds at each grid timestep: mean |P_t − x0| (in [0,1] units), PSNR and the parser's mIoU
+    of P_t against the true part masks. The world's analogue of the LPIPS(x0, P_t) tables behind Asyrp's t_edit /
+    t_boost rule (spec §5.1); LPIPS itself needs VGG/Alex weights."""
     from asyrp_bench.diffusion.schedule import (
         alpha_bar,
         alphas_cumprod,
@@ -123,7 +124,7 @@ def predicted_x0_table(backend: Backend, images: Tensor, masks: Tensor, root: Pa
         rows.append({"t": t, "l1": float((p01 - images).abs().mean()), "psnr_db": float(psnr_db(p01, images).mean()),
                      "parser_miou": parser_miou(root, images=p01, masks=masks)})
         x, _ = ddim_update(x, eps, eps, alpha_bar(abar, t), alpha_bar(abar, t_next))
-    return rows
+    return x, rows
 
 
 # -- FID under the world extractor -------------------------------------------------------------------------
@@ -265,6 +266,7 @@ def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40,
               images_out: Path | None = None) -> dict[str, Any]:
     """Measure the world; ``root`` is a trained world folder (default: the shipped files). ``n_faces`` limits
     the reconstruction to the first faces of the split (all 64 by default)."""
+    import asyrp_bench as ab
     from asyrp_bench.world.split import render_split
 
     if n_samples < 2:
@@ -275,12 +277,13 @@ def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40,
     split = render_split(n_faces)
     out["n_faces"] = len(split.ids)
     log("DDIM inversion + regeneration of the world split")
-    rec = recon(backend, split.images, n_steps)
+    # one inversion of the split serves the P_t table, the reconstructions and the edits
+    x_T, out["predicted_x0_table"] = invert_with_x0_table(backend, split.images, split.masks, root, n_steps)
+    rec = (batched(lambda x: ab.generate(backend, x, n_steps), x_T) + 1) / 2
     psnr = psnr_db(rec, split.images)
     out["recon_psnr_db"] = float(psnr.mean())
     out["recon_psnr_db_min"] = float(psnr.min())
     out["recon_parser_miou"] = parser_miou(root, images=rec, masks=split.masks)
-    out["predicted_x0_table"] = predicted_x0_table(backend, split.images, split.masks, root, n_steps)
     log(f"{n_samples} DDPM samples, two samplers")
     samples = sample(backend, n_samples, seed=0, n_steps=n_steps)
     plain = sample(backend, n_samples, seed=0, n_steps=n_steps, eta=0.0, clip_x0=False)
@@ -312,7 +315,7 @@ def run_check(root: Path | None = None, n_samples: int = 256, n_steps: int = 40,
             log(f"training the {name!r} editor (recipe world_quickstart)")
             editors[name] = train_world_editor(backend, clip, name, overrides=edit_overrides)
         log("editing the split")
-        scores = score_edits(backend, editors, split, n_steps=n_steps, root=root)
+        scores = score_edits(backend, editors, split, n_steps=n_steps, root=root, x_T=x_T, recon=rec)
         for name in CHECKED_EDITS:
             images[f"edit_{name}"] = scores.pop(f"{name}_images")
         scores.pop("recon_images")

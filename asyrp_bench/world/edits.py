@@ -89,8 +89,10 @@ def _quantiles(values: Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def score_edits(backend: Backend, editors: dict[str, Editor], split: WorldSplit, n_steps: int = 40,
-                seed: int = 0, root: Any = None) -> dict[str, Any]:
-    """Edit the split with each editor and judge the results (see the module docstring)."""
+                seed: int = 0, root: Any = None, x_T: Tensor | None = None, recon: Tensor | None = None
+                ) -> dict[str, Any]:
+    """Edit the split with each editor and judge the results (see the module docstring). ``x_T`` (the split's
+    DDIM inversion, n_steps) and ``recon`` (its regeneration in [0,1]) are computed when not given."""
     import asyrp_bench as ab
     from asyrp_bench.world import assets
     from asyrp_bench.world.nets import WorldFaceEmbedder, WorldOracle
@@ -105,8 +107,10 @@ def score_edits(backend: Backend, editors: dict[str, Editor], split: WorldSplit,
         return parser((images01 - mean) / std).argmax(1)
 
     source = split.images
-    x_T = ab.invert(backend, source * 2 - 1, n_steps)
-    recon = (ab.generate(backend, x_T, n_steps) + 1) / 2
+    if x_T is None:
+        x_T = ab.invert(backend, source * 2 - 1, n_steps)
+    if recon is None:
+        recon = (ab.generate(backend, x_T, n_steps) + 1) / 2
     src_oracle, src_id, src_labels = oracle.predict(source), embedder.embed(source)[0], labels(source)
     rec_id_cos = (embedder.embed(recon)[0] * src_id).sum(1)
     out: dict[str, Any] = {"recon_id_cosine": _quantiles(rec_id_cos)}
