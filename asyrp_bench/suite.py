@@ -19,8 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import hashlib
-import json
 import os
 import re
 import types
@@ -41,6 +39,8 @@ from pydantic import (
 )
 
 from asyrp_bench.errors import AsyrpBenchError, ConfigError
+from asyrp_bench.hashing import config_hash
+from asyrp_bench.suite_guard import check_expanded_size, check_text_size, refuse_non_finite
 
 SCHEMA_VERSION = 1
 """The suite schema version this package reads and writes."""
@@ -352,11 +352,13 @@ def _read_yaml(path: Path) -> _Raw:
         raise ConfigError(f"suite file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read suite file {path}: {error}") from None
+    check_text_size(text, str(path))
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return _Raw({}, {})
+        check_expanded_size(node, str(path))
         data = loader.construct_document(node)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -833,6 +835,7 @@ def load_suite(path: str | os.PathLike[str], overrides: Sequence[str] = (), *, c
     raw = _load_with_includes(top, _suites_root(top), (top,))
     for expr in overrides:
         _apply_set(raw, expr)
+    _refuse_non_finite(raw, str(top))
     _resolve_paths(raw)
     suite = _validate(raw, str(top), check=check)
     suite._source = str(top)
@@ -843,8 +846,16 @@ def suite_from_dict(data: dict[str, Any], *, check: bool = True, origin: str = "
     """Validate an in-memory suite (no includes; relative paths resolve against the working directory)."""
     raw = _Raw(copy.deepcopy(data), {})
     _record_value_locations(raw.data, (), (origin, None), raw.locations)
+    _refuse_non_finite(raw, origin)
     _resolve_paths(raw)
     return _validate(raw, origin, check=check)
+
+
+def _refuse_non_finite(raw: _Raw, default: str) -> None:
+    def describe(path: KeyPath) -> str:
+        return f"{_fmt_loc(_location_of(path, raw, default))}: {_dotted(path)}"
+
+    refuse_non_finite(raw.data, describe)
 
 
 def _validate(raw: _Raw, default: str, *, check: bool) -> Suite:
@@ -852,6 +863,9 @@ def _validate(raw: _Raw, default: str, *, check: bool) -> Suite:
         suite = Suite.model_validate(raw.data)
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error, raw, default)) from None
+    # Strings such as "nan" or "1e400" pass pydantic's lax float parsing as NaN / inf: check the parsed values.
+    refuse_non_finite(suite.model_dump(mode="python"), lambda loc: (
+        f"{_fmt_loc(_location_of(_raw_path(raw.data, loc), raw, default))}: {_dotted(_raw_path(raw.data, loc))}"))
     if check:
         problems = check_names(suite)
         if problems:
@@ -952,15 +966,6 @@ def cell_semantics(
         "seed": seed,
         "metrics": [{"name": m.name, "params": m.params} for m in metrics],
     }
-
-
-def canonical_json(data: Any) -> str:
-    """Sorted-key, compact JSON: the same data always gives the same bytes."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
-def config_hash(data: Any) -> str:
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 def expand(suite: Suite) -> list[Cell]:

@@ -38,12 +38,18 @@ def validate_command(
     for file in files:
         try:
             suite = load_suite(file, set_ or ())
+            cells = expand(suite)
         except AsyrpBenchError as error:
             n_bad += 1
             err_console.print(f"[bold red]invalid[/] {file}\n{error}", highlight=False, soft_wrap=True)
             continue
+        except (ValueError, TypeError, RecursionError) as error:
+            # Keep checking the other files: one unexpected failure must not hide the rest (issue 15).
+            n_bad += 1
+            err_console.print(f"[bold red]invalid[/] {file}\ncould not be read: {type(error).__name__}: "
+                              f"{error}", highlight=False, soft_wrap=True)
+            continue
         if not quiet:
-            cells = expand(suite)
             trained = sum(c.train is not None for c in cells)
             console.print(
                 f"[green]ok[/] {file}: {suite.name!r}, {len(cells)} cells "

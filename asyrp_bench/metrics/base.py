@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from asyrp_bench.errors import ConfigError, InputError
+from asyrp_bench.hashing import canonical_json
 from asyrp_bench.registry import Registry
 
 T = TypeVar("T")
@@ -202,17 +202,6 @@ class MetricKey:
     name: str
     higher_is_better: bool | None
     description: str
-
-
-def canonical_json(params: dict[str, Any]) -> str:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, Path):
-            return str(obj)
-        if isinstance(obj, (set, tuple)):
-            return list(obj)
-        raise TypeError(f"parameter value {obj!r} is not JSON-serialisable")
-
-    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=default)
 
 
 # -- the contract ---------------------------------------------------------------------------------------------
