@@ -1,5 +1,7 @@
 """asyrp-bench: an evaluation harness for h-space editing of frozen diffusion models (Asyrp, ICLR 2023).
 
+Layers, contracts and import rules: docs/architecture.md (checked by tests/test_layers.py).
+
 The public API is imported lazily, so ``import asyrp_bench`` (and the CLI's ``--help``) stays fast::
 
     import asyrp_bench as ab

@@ -1,4 +1,7 @@
-"""The ``asyrp-bench`` command line. One module per subcommand; each registers itself on ``app``."""
+"""The ``asyrp-bench`` command line. One module per subcommand; each registers itself on ``app``.
+
+The top layer: may import everything; nothing imports it (docs/architecture.md, tests/test_layers.py).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Metrics behind one contract (:mod:`asyrp_bench.metrics.base`), registered lazily in :data:`METRICS`.
+Imports only the base modules, never the engine, harness or CLI (docs/architecture.md, tests/test_layers.py).
 
 Importing this package does not import open_clip, torch-fidelity, facenet-pytorch or
 segmentation-models-pytorch; each metric imports its library when it first computes.
