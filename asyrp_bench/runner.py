@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from asyrp_bench.errors import ConfigError
+from asyrp_bench.hashing import canonical_json, config_hash
+from asyrp_bench.plan import BaselineCell, Plan, build_plan
 from asyrp_bench.results import (
-    BASELINE_EDITOR,
     MetricInfo,
     RunDir,
     RunWriter,
@@ -46,11 +47,7 @@ from asyrp_bench.suite import (
     BackendSpec,
     Cell,
     Suite,
-    canonical_json,
-    config_hash,
-    expand,
     suite_from_dict,
-    suite_hash,
 )
 
 if TYPE_CHECKING:
@@ -74,65 +71,21 @@ GRID_IMAGES = 8
 # ---------------------------------------------------------------------------------------------------------
 # the plan (what --dry-run prints)
 # ---------------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class BaselineCell:
-    """The reconstruction baseline of one backend and split: source vs plain DDIM reconstruction."""
-
-    id: str
-    backend: BackendSpec
-    config_hash: str
-
-
-def baseline_cell(suite: Suite, backend: BackendSpec) -> BaselineCell:
-    cell_id = "reconstruction" if len(suite.backend) == 1 else f"{backend.display}__reconstruction"
-    semantic = {"baseline": "reconstruction", "backend": backend.model_dump(mode="json", exclude={"label"}),
-                "data": {"split": suite.data.split, "limit": suite.data.limit, "offset": suite.data.offset,
-                         "folder": Path(suite.data.folder).name if suite.data.folder else None},
-                "sampler": suite.sampler.model_dump(mode="json"),
-                "metrics": [m.model_dump(mode="json") for m in suite.metrics]}
-    return BaselineCell(cell_id, backend, config_hash(semantic))
-
-
-def manifest_cells(suite: Suite) -> list[dict[str, Any]]:
-    """The manifest's cell records, in run order: per backend its baseline, then its cells."""
-    out: list[dict[str, Any]] = []
-    cells = expand(suite)
-    for backend in suite.backend:
-        base = baseline_cell(suite, backend)
-        out.append({"id": base.id, "backend": backend.display, "editor": BASELINE_EDITOR,
-                    "variant": BASELINE_EDITOR, "edit": "", "seed": 0, "config_hash": base.config_hash,
-                    "source": "plain DDIM reconstruction"})
-        for cell in cells:
-            if cell.backend is backend:
-                out.append({"id": cell.id, "backend": backend.display, "editor": cell.editor.display,
-                            "variant": cell.editor.variant, "edit": cell.edit.name, "seed": cell.seed,
-                            "config_hash": cell.config_hash, "source": _editor_source(cell)})
-    return out
-
-
-def _editor_source(cell: Cell) -> str:
-    if cell.checkpoint is not None:
-        return f"load {Path(cell.checkpoint).name}"
-    assert cell.train is not None
-    overrides = f" (+{len(cell.train.overrides)} overrides)" if cell.train.overrides else ""
-    return f"train {cell.train.recipe}{overrides}"
-
-
-def describe_plan(suite: Suite, console: Console) -> None:
-    """Print what a run of ``suite`` would do: cells, trainings, loaded files, data and caches (--dry-run)."""
+def describe_plan(plan: Plan, console: Console) -> None:
+    """Print what a run of ``plan`` would do: cells, trainings, loaded files, data and caches (--dry-run)."""
     from rich.table import Table
 
     from asyrp_bench import weights
 
-    cells = expand(suite)
+    suite, cells = plan.suite, plan.cells
     console.print(f"[bold]{suite.name}[/]: {len(cells)} cells + {len(suite.backend)} reconstruction baseline(s); "
-                  f"suite hash {suite_hash(suite)[:7]}; metrics: "
+                  f"suite hash {plan.suite_hash[:7]}; metrics: "
                   f"{', '.join(m.name for m in suite.metrics) or '(none)'}", highlight=False)
     table = Table(title="cells", title_justify="left")
     for column in ("cell", "backend", "editor", "edit", "seed", "t_edit / t_boost / strength", "editor from",
                    "config"):
         table.add_column(column, overflow="fold")
-    for record in manifest_cells(suite):
+    for record in plan.manifest_cells():
         cell = next((c for c in cells if c.id == record["id"]), None)
         interval = "" if cell is None else f"{cell.edit.t_edit} / {cell.edit.t_boost} / {cell.edit.strength:g}"
         table.add_row(record["id"], record["backend"], record["editor"], record["edit"] or "-",
@@ -282,17 +235,18 @@ class _Shared:
 class Runner:
     """Executes a suite into a run folder (use :func:`run_suite` / :func:`resume_run`)."""
 
-    def __init__(self, suite: Suite, writer: RunWriter, device: str, console: Console | None,
+    def __init__(self, plan: Plan, writer: RunWriter, device: str, console: Console | None,
                  show_progress: bool) -> None:
         from asyrp_bench.cache import InversionCache
 
-        self.suite = suite
+        self.plan = plan
+        self.suite = plan.suite
         self.writer = writer
         self.device = device
         self.console = console
         self.show_progress = show_progress
         self.cache = InversionCache()
-        self.cells = expand(suite)
+        self.cells = plan.cells
         self._metrics: list[Any] | None = None
         self._ctx: Any = None
         self._train_images: dict[tuple[str, int], tuple[ImageSet, Tensor]] = {}
@@ -357,9 +311,8 @@ class Runner:
             self.metrics()  # validate metric parameters before loading anything heavy
         self.progress = Progress(total, total - len(todo), self.console, self.show_progress)
         with self.progress:
-            for backend_spec in self.suite.backend:
-                base = baseline_cell(self.suite, backend_spec)
-                mine = [c for c in self.cells if c.backend is backend_spec]
+            for backend_spec, base in zip(self.suite.backend, self.plan.baselines, strict=True):
+                mine = self.plan.cells_of(backend_spec)
                 if all(self.writer.is_complete(c) for c in [base.id, *[c.id for c in mine]]):
                     continue
                 shared = self._prepare(backend_spec)
@@ -590,7 +543,7 @@ def seeds_record(suite: Suite) -> dict[str, Any]:
     }
 
 
-def preflight(suite: Suite) -> None:
+def preflight(plan: Plan) -> None:
     """Fail before a run folder exists: metric parameters, backend weights, editor checkpoints and images.
 
     Raises the first problem's AsyrpBenchError (missing files name where they go).
@@ -599,11 +552,12 @@ def preflight(suite: Suite) -> None:
     from asyrp_bench.data import resolve_data
     from asyrp_bench.metrics import build_metrics
 
+    suite = plan.suite
     build_metrics([m.model_dump() for m in suite.metrics])
     for backend in suite.backend:
         if backend.weights is not None:
             weights.resolve(backend.weights)
-    for cell in expand(suite):
+    for cell in plan.cells:
         if cell.checkpoint is not None:
             weights.resolve(cell.checkpoint, kind="editor")
     resolve_data(suite.data)
@@ -621,14 +575,15 @@ def run_suite(
 ) -> Path:
     """Run every cell of ``suite`` into a new folder under ``out_root``; returns the run folder.
 
-    Everything that can be checked without loading models is checked first (:func:`preflight`), so a missing
-    file never leaves an empty run folder behind.
+    The suite is resolved once into a :class:`~asyrp_bench.plan.Plan` that the checks, the manifest and the
+    runner share. Everything that can be checked without loading models is checked first (:func:`preflight`),
+    so a missing file never leaves an empty run folder behind.
     """
-    preflight(suite)
-    cells = manifest_cells(suite)
-    writer = RunWriter.create(out_root, suite.name, suite_hash(suite), suite.to_yaml(),
-                              environment(device, seeds_record(suite)), cells)
-    return Runner(suite, writer, device, console, show_progress).run()
+    plan = build_plan(suite)
+    preflight(plan)
+    writer = RunWriter.create(out_root, suite.name, plan.suite_hash, suite.to_yaml(),
+                              environment(device, seeds_record(suite)), plan.manifest_cells())
+    return Runner(plan, writer, device, console, show_progress).run()
 
 
 def resume_run(
@@ -641,11 +596,12 @@ def resume_run(
     run = RunDir(run_dir)
     suite = suite_from_dict(yaml.safe_load((run.path / "suite.resolved.yaml").read_text()),
                             origin=str(run.path / "suite.resolved.yaml"))
-    expected = [c["id"] for c in manifest_cells(suite)]
+    plan = build_plan(suite)
+    expected = [c["id"] for c in plan.manifest_cells()]
     if expected != run.cell_ids():
         raise ConfigError(f"{run.path}: its manifest lists other cells than its suite.resolved.yaml expands to; "
                           "was either file edited? Start a new run instead.")
     device = device or (run.env.get("device") or "cpu")
     writer = RunWriter.resume(run.path, device=device)
-    return Runner(suite, writer, device, console, show_progress).run()
+    return Runner(plan, writer, device, console, show_progress).run()
 

@@ -998,9 +998,14 @@ def expand(suite: Suite) -> list[Cell]:
     return cells
 
 
+def hash_of_cells(cells: Iterable[Cell]) -> str:
+    """Hash of a suite's semantics: of its sorted cell hashes (names the run folder)."""
+    return config_hash(sorted(c.config_hash for c in cells))
+
+
 def suite_hash(suite: Suite) -> str:
-    """Hash of the whole suite's semantics: of its sorted cell hashes (names the run folder)."""
-    return config_hash(sorted(c.config_hash for c in expand(suite)))
+    """Hash of the whole suite's semantics (a run computes it once, in :func:`asyrp_bench.plan.build_plan`)."""
+    return hash_of_cells(expand(suite))
 
 
 def find_suite_files(root: str | os.PathLike[str]) -> list[Path]:

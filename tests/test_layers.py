@@ -22,7 +22,7 @@ LAYER_OF = {
     "calibration": "engine", "distributed": "engine",
     "metrics": "metrics",
     "world": "world",
-    "suite": "harness", "suite_guard": "harness", "runner": "harness", "results": "harness",
+    "suite": "harness", "suite_guard": "harness", "plan": "harness", "runner": "harness", "results": "harness",
     "compare": "harness", "report": "harness", "data": "harness", "export": "harness", "loading": "harness",
     "cli": "cli",
 }
@@ -87,3 +87,4 @@ def test_the_rule_can_fail(tmp_path: Path) -> None:
     bad.write_text("def f():\n    from asyrp_bench.runner import run_suite\n")
     assert _imported_tops(bad) == {"runner"}
     assert LAYER_OF["runner"] not in MAY_IMPORT["metrics"]
+

@@ -311,3 +311,23 @@ def test_missing_files_fail_before_a_run_folder_exists(models, tmp_path) -> None
     with pytest.raises(WeightsNotFoundError, match=r"missing\.safetensors"):
         run_suite(suite.model_copy(update={"editors": editors, "train": None}), out, show_progress=False)
     assert not out.exists()
+
+
+def test_a_run_expands_its_suite_exactly_once(models, tmp_path, monkeypatch) -> None:
+    """The suite is resolved once into a Plan shared by preflight, manifest and runner (issue 9)."""
+    from asyrp_bench import suite as suite_module
+    from asyrp_bench.runner import run_suite
+    from asyrp_bench.suite import load_suite
+
+    calls: list[str] = []
+    real_expand = suite_module.expand
+
+    def counting_expand(suite):
+        calls.append(suite.name)
+        return real_expand(suite)
+
+    monkeypatch.setattr(suite_module, "expand", counting_expand)
+    loaded = load_suite(suite_file(models, tmp_path))
+    path = run_suite(loaded, tmp_path / "results", show_progress=False)
+    assert (path / "summary.csv").is_file()
+    assert calls == [loaded.name]

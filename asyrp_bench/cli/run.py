@@ -31,6 +31,7 @@ def run_command(
     The last line printed is the run folder (give it to `asyrp-bench compare` or `asyrp-bench report`).
     """
     from asyrp_bench.errors import ConfigError
+    from asyrp_bench.plan import build_plan
     from asyrp_bench.runner import describe_plan, resume_run, run_suite
     from asyrp_bench.suite import load_suite
 
@@ -44,7 +45,7 @@ def run_command(
         assert suite is not None
         loaded = load_suite(suite, set_ or ())
         if dry_run:
-            describe_plan(loaded, console)
+            describe_plan(build_plan(loaded), console)
             return
         path = run_suite(loaded, out, device=device or _default_device(), console=console,
                          show_progress=not no_progress)

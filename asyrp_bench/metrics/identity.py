@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from asyrp_bench.errors import ConfigError
+from asyrp_bench.hashing import canonical_json
 from asyrp_bench.metrics.base import (
     Metric,
     MetricKey,
@@ -25,7 +26,6 @@ from asyrp_bench.metrics.base import (
     ScoringContext,
     ScoringInputs,
     _choice,
-    canonical_json,
 )
 from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS
 
