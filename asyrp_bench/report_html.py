@@ -208,7 +208,7 @@ def render_html(run: RunDir, sections: list[tuple[str, list[tuple[str, str]]]], 
                 parts.append(_plain_table(settings, "settings"))
             elif kind == "image":
                 src, alt = payload.split("|", 1)
-                if src.endswith(".png") and "/metric_" in src or src.endswith("tradeoff.png"):
+                if (src.endswith(".png") and "/metric_" in src) or src.endswith("tradeoff.png"):
                     src = src[: -len(".png")] + ".svg"  # plots: the SVG copy, sharp at any zoom
                 parts.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(alt)}'></p>")
             elif kind == "note":

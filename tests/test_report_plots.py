@@ -37,13 +37,13 @@ def _table_values(table: pd.DataFrame, column: str, backend: str, baseline: bool
     return sorted(v for v in (_leading(t) for t in rows[column]) if v)
 
 
-def _bars(ax) -> list[float]:  # noqa: ANN001 - a matplotlib Axes
+def _bars(ax) -> list[float]:
     from matplotlib.container import BarContainer
 
     return [p.get_height() for c in ax.containers if isinstance(c, BarContainer) for p in c.patches]
 
 
-def _lines(ax) -> list[float]:  # noqa: ANN001
+def _lines(ax) -> list[float]:
     return [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
 
 
