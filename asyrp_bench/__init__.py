@@ -42,6 +42,7 @@ _PUBLIC = {
     "compare_runs": "asyrp_bench.compare",
     "write_report": "asyrp_bench.report",
     "resolve_split": "asyrp_bench.data",
+    "load_runs": "asyrp_bench.results_json",
 }
 
 __all__ = ["__version__", *_PUBLIC]

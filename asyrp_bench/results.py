@@ -281,6 +281,11 @@ class RunWriter:
         if self.manifest.get("runs"):
             self.manifest["runs"][-1]["finished"] = utc_now().isoformat()
         self.save_manifest()
+        from asyrp_bench.results_json import (
+            write_results_json,  # results.json beside the CSVs (docs/results.md)
+        )
+
+        write_results_json(self.path)
         return scores, summary
 
 

@@ -39,12 +39,19 @@ def test_report_documents(run_dir: Path) -> None:
     md_path, html_path = write_report(run_dir)
     md, html = md_path.read_text(), html_path.read_text()
     for text in (md, html):
-        assert "published: Asyrp paper (S_dir)†" in text and "0.921†" in text and "units unverified" in text
+        assert "published: Asyrp paper (S_dir)" in text and "0.921†" in text and "units unverified" in text
         assert "biased upward" in text and "N = 12" in text  # the small-N FID note, with this run's N
         assert "improve as edits get weaker" in text  # the fidelity-vs-strength caveat
-        assert "report/grid_smiling.png" in text and "report/tradeoff.png" in text
+        assert "report/grid_smiling.png" in text and "first 5 of 5 images" in text
+        assert "KID is an unbiased estimate" not in text  # no KID in this run, so no KID note
+    assert "report/tradeoff.png" in md and "report/tradeoff.svg" in html
     header = next(line for line in md.splitlines() if line.startswith("| editor"))
-    assert header == "| editor | edit | S_dir | ID | FID |"
+    assert header == "| editor | edit | S_dir ↑ | S_dir published | ID ↑ | FID ↓ |"
+    # the published value sits beside our rows of the same edit, not in a row of its own
+    smiling = next(line for line in md.splitlines() if line.startswith("| additive | smiling"))
+    assert smiling.split(" | ")[3] == "0.921†"
+    baseline = next(line for line in md.splitlines() if line.startswith("| reconstruction"))
+    assert baseline.split(" | ")[3] == ""
     assert "<img src='report/grid_tanned.png'" in html
 
 
@@ -92,3 +99,30 @@ def test_runner_keeps_every_image_the_report_grids_show() -> None:
     from asyrp_bench import report, runner
 
     assert runner.GRID_IMAGES == report.GRID_IMAGES == 8
+
+
+def test_report_states_every_cells_settings(run_dir: Path) -> None:
+    from asyrp_bench.report_tables import settings_table
+    from asyrp_bench.results import RunDir
+
+    suite = """name: toy
+sampler: {n_inv_step: 8, n_test_step: 6}
+train: {recipe: world_quickstart, overrides: {n_iter: 2}}
+editors:
+  - {variant: additive}
+  - {variant: adagn, checkpoint: released/adagn.pt}
+edits:
+  - {name: smiling, source: face, target: smiling face, t_edit: 400, t_boost: 200, strength: 1.5,
+     train_overrides: {lr: 0.5}}
+  - {name: tanned, source: face, target: tanned face, t_edit: 600, t_boost: null, strength: 1.0}
+"""
+    (run_dir / "suite.resolved.yaml").write_text(suite)
+    table = settings_table(RunDir(run_dir)).set_index("cell")
+    assert len(table) == 5 and set(table["status"]) == {"complete"}
+    row = table.loc["additive__smiling__s0"]
+    assert (row["t_edit"], row["t_boost"], row["strength"], row["steps"]) == ("400", "200", "1.5", "inv 8 / test 6")
+    assert row["recipe"] == "world_quickstart" and row["overrides"] == "n_iter=2, lr=0.5"
+    assert table.loc["additive__tanned__s0", "t_boost"] == "off"
+    assert table.loc["adagn__tanned__s0", "recipe"] == "loaded released/adagn.pt"
+    md, _ = write_report(run_dir)
+    assert "| additive__smiling__s0 | complete | tiny | additive | smiling | 0 | 400 | 200 | 1.5 |" in md.read_text()

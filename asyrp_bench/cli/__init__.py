@@ -9,6 +9,7 @@ from asyrp_bench.cli import (  # noqa: F401  (modules register their commands on
     compare,
     doctor,
     edit,
+    export,
     ls,
     report,
     run,
