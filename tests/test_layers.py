@@ -24,6 +24,7 @@ LAYER_OF = {
     "world": "world",
     "suite": "harness", "suite_guard": "harness", "plan": "harness", "runner": "harness", "results": "harness",
     "compare": "harness", "report": "harness", "data": "harness", "export": "harness", "loading": "harness",
+    "report_tables": "harness", "report_plots": "harness", "report_html": "harness", "results_json": "harness",
     "cli": "cli",
 }
 
