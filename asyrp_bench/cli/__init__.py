@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asyrp_bench.cli import (  # noqa: F401  (modules register their commands on import)
+    cache,
     compare,
     doctor,
     edit,
