@@ -104,7 +104,7 @@ def test_fuzz_image_files_give_a_clear_error_or_a_valid_image(tmp_path_factory, 
         "L" if mode in ("I;16", "I", "F") else "RGB")
     if mode in ("I;16", "I", "F"):
         image = image.convert(mode) if mode != "I;16" else Image.fromarray(
-            (np.array(image).astype(np.uint16) * 257))
+            np.array(image).astype(np.uint16) * 257)
     else:
         image = image.convert(mode)
     buffer = io.BytesIO()
