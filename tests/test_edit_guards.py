@@ -48,7 +48,7 @@ def test_nan_editor_weights_name_step_image_component(setup):
 
 
 def test_nan_in_model_output(setup, monkeypatch):
-    backend, editor, x_T = setup
+    backend, _, x_T = setup
     real = type(backend).decode
 
     def poisoned(self, bottleneck, h=None):
