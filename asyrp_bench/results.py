@@ -21,8 +21,10 @@ goes into the CSV files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import io
 import json
 import os
@@ -38,7 +40,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from asyrp_bench.errors import InputError
+from asyrp_bench.errors import DiskWriteError, InputError
 
 RESULTS_SCHEMA_VERSION = 1
 """Version of the run-folder layout and table columns; readers refuse newer versions."""
@@ -67,8 +69,18 @@ def utc_now() -> _dt.datetime:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and ``os.replace``: readers see the old or the new file, never half of one."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        # Every writer of a run goes through here: a full disk is a clear error naming the file, the previous
+        # version of the file stays intact, and the run stays resumable.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = ("no space left on device" if error.errno == errno.ENOSPC
+                  else (error.strerror or str(error)).lower())
+        raise DiskWriteError(f"{reason} while writing {path}; free space (or fix the folder) and resume the "
+                             "run with `asyrp-bench run --resume`") from None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -187,7 +199,7 @@ class RunWriter:
                 path = base / f"{stem}-{suffix}"
                 suffix += 1
         (path / "cells").mkdir()
-        (path / "suite.resolved.yaml").write_text(suite_yaml, encoding="utf-8")
+        write_text_atomic(path / "suite.resolved.yaml", suite_yaml)
         write_json(path / "env.json", env)
         manifest = {
             "schema_version": RESULTS_SCHEMA_VERSION,
@@ -291,9 +303,9 @@ def _cell_complete(folder: Path) -> bool:
 
 def write_cell_tables(folder: Path, scores: pd.DataFrame, summary: pd.DataFrame, cell_yaml: dict[str, Any]) -> None:
     """Write a cell's cell.yaml, scores.csv and summary.csv (into its temporary folder)."""
-    (folder / "cell.yaml").write_text(yaml.safe_dump(cell_yaml, sort_keys=False, allow_unicode=True), "utf-8")
-    (folder / "scores.csv").write_text(csv_text(scores, SCORES_COLUMNS), "utf-8")
-    (folder / "summary.csv").write_text(csv_text(summary, SUMMARY_COLUMNS), "utf-8")
+    write_text_atomic(folder / "cell.yaml", yaml.safe_dump(cell_yaml, sort_keys=False, allow_unicode=True))
+    write_text_atomic(folder / "scores.csv", csv_text(scores, SCORES_COLUMNS))
+    write_text_atomic(folder / "summary.csv", csv_text(summary, SUMMARY_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------------------
