@@ -98,6 +98,26 @@ def csv_text(frame: pd.DataFrame, columns: Sequence[str]) -> str:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
+    """Read a run's scores.csv / summary.csv; a garbled or truncated file is an InputError naming it."""
+    try:
+        frame = _read_csv_raw(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise InputError(f"{path} is damaged or not a results table ({type(error).__name__}: {error}); "
+                         "re-run or resume the run that wrote it") from None
+    expected = {"scores.csv": SCORES_COLUMNS, "summary.csv": SUMMARY_COLUMNS}.get(path.name)
+    if expected is not None:
+        missing = [c for c in expected if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path} is damaged or truncated: it lacks the column(s) {', '.join(missing)}")
+    if "value" in frame.columns and not pd.api.types.is_numeric_dtype(frame["value"]):
+        bad = pd.to_numeric(frame["value"], errors="coerce").isna() & frame["value"].notna()
+        if bool(bad.any()):
+            raise InputError(f"{path} is damaged: non-numeric value(s) in the value column "
+                             f"(line {int(bad.to_numpy().argmax()) + 2})")
+    return frame
+
+
+def _read_csv_raw(path: Path) -> pd.DataFrame:
     # ids like "000121" must stay strings; ``edit`` is empty for baseline rows.
     return pd.read_csv(path, dtype={"image_id": str, "edit": str, "cell": str, "backend": str, "editor": str,
                                     "variant": str, "metric": str, "metric_config": str, "split_hash": str},
