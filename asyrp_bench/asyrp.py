@@ -56,6 +56,8 @@ def editor_terms(editor: nn.Module | Sequence[tuple[nn.Module, float]] | None, s
     """
     if editor is None:
         return []
+    if not math.isfinite(float(strength)):
+        raise InputError(f"editing strength must be a finite number, got {strength!r}")
     if isinstance(editor, nn.Module):
         return [(editor, float(strength))]
     terms = list(editor)
@@ -66,8 +68,20 @@ def editor_terms(editor: nn.Module | Sequence[tuple[nn.Module, float]] | None, s
     for item in terms:
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], nn.Module)):
             raise InputError("a combination of editors must be a sequence of (editor, coefficient) pairs")
+        if not math.isfinite(float(item[1])):
+            raise InputError(f"editor coefficient {len(out)} must be a finite number, got {item[1]!r}")
         out.append((item[0], float(item[1]) * scale))
     return out
+
+
+def check_finite(x: Tensor, component: str, t: int) -> None:
+    """Raise when ``x`` holds NaN/Inf, naming the step, the first bad image of the batch and the component
+    (a non-finite value would otherwise become a black image that gets scored)."""
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        images = bad.nonzero().flatten().tolist()
+        raise InputError(f"non-finite values (NaN/Inf) in the {component} at step t={t}, image(s) {images[:8]} "
+                         "of the batch; check the model/editor weights and the strength")
 
 
 def delta_h(terms: EditorTerms, bottleneck: Bottleneck) -> Tensor:
@@ -133,9 +147,16 @@ def asyrp_step(
     alphas = schedule_alphas(x_t.device)
     a_t, a_next = alpha_bar(alphas, t), alpha_bar(alphas, t_next)
     bottleneck = backend.encode(x_t, t)
+    check_finite(bottleneck.h, "backend's h-space (encoder output)", t)
     eps = backend.decode(bottleneck)
+    check_finite(eps, "backend's noise prediction", t)
     terms = editor_terms(editor, strength)
-    eps_x0 = backend.decode(bottleneck, bottleneck.h + delta_h(terms, bottleneck)) if terms else eps
+    eps_x0 = eps
+    if terms:
+        dh = delta_h(terms, bottleneck)
+        check_finite(dh, "editor output Δh", t)
+        eps_x0 = backend.decode(bottleneck, bottleneck.h + dh)
+        check_finite(eps_x0, "backend's noise prediction from the edited h", t)
     noise = _noise_like(x_t, generator) if eta > 0 else None
     return ddim_update(x_t, eps_x0, eps, a_t, a_next, eta=eta, noise=noise)
 
@@ -159,6 +180,7 @@ def invert(
     x = x0
     for i, (t, t_next) in enumerate(pairs):
         eps = backend(x, t)
+        check_finite(eps, "backend's noise prediction (inversion)", t)
         x, _ = ddim_update(x, eps, eps, alpha_bar(alphas, t), alpha_bar(alphas, t_next))
         if progress is not None:
             progress(i + 1, len(pairs))
@@ -179,6 +201,25 @@ def _resolve_from_editors(terms: EditorTerms, key: str, given: Any) -> Any:
     if len(values) > 1:
         raise ConfigError(f"editors disagree on {key} ({sorted(values)}); pass {key} explicitly")
     return values.pop()
+
+
+def _check_interval(grid: Sequence[int], t_edit: Any, t_boost: Any, n_train_step: Any, t0: int) -> None:
+    """t_edit / t_boost inside the grid, t_boost < t_edit, n_train_step ≥ 1, and at least one grid step in
+    [t_edit, t0]: otherwise an edit would silently change nothing."""
+    if isinstance(t_edit, bool) or not isinstance(t_edit, int) or not 0 <= t_edit <= t0:
+        raise ConfigError(f"t_edit must be an integer timestep in 0..{t0}, got {t_edit!r}")
+    if t_boost is not None and (isinstance(t_boost, bool) or not isinstance(t_boost, int) or t_boost > t0):
+        raise ConfigError(f"t_boost must be an integer timestep ≤ {t0} (≤ 0: no boosting), got {t_boost!r}")
+    if t_boost is not None and t_boost > 0 and t_boost >= t_edit:
+        raise ConfigError(f"t_boost ({t_boost}) must be below t_edit ({t_edit}): boosting runs after editing")
+    if n_train_step is not None and (isinstance(n_train_step, bool) or not isinstance(n_train_step, int)
+                                     or n_train_step < 1):
+        raise ConfigError(f"n_train_step must be an integer ≥ 1, got {n_train_step!r}")
+    steps = sorted({int(t) for t in grid if int(t) >= 0}, reverse=True)
+    if not any(t >= t_edit for t in steps):
+        shown = ", ".join(map(str, steps[:12])) + (" ..." if len(steps) > 12 else "")
+        raise ConfigError(f"no step of the test grid is at or above t_edit={t_edit}, so nothing would be edited; "
+                          f"the grid has the steps {shown}")
 
 
 @torch.no_grad()
@@ -217,10 +258,13 @@ def edit(
     n_train_step = _resolve_from_editors(terms, "n_train_step", n_train_step)
     if terms and t_edit is None:
         raise ConfigError("t_edit is required: pass it, or use an editor file that records it")
+    grid = timestep_grid(n_steps, t0)
+    if terms:
+        _check_interval(grid, t_edit, t_boost, n_train_step, t0)
     scale = (n_train_step / n_steps) if (terms and n_train_step) else 1.0
     terms = [(e, c * scale) for e, c in terms]
     boost_below = t_boost if (t_boost is not None and t_boost > 0) else -1
-    pairs = generation_pairs(timestep_grid(n_steps, t0))
+    pairs = generation_pairs(grid)
     x = x_T
     x0_pred = x_T
     for i, (t, t_next) in enumerate(pairs):

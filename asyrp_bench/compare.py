@@ -141,6 +141,27 @@ def _as_bool(value: Any) -> bool | None:
     return bool(value)
 
 
+def _check_runs(runs: Sequence[RunDir], allow_incomplete: bool) -> list[str]:
+    """Incomplete runs are an error (unless allowed, then a note); runs of different suites are a note."""
+    problems, notes = [], []
+    for run in runs:
+        status = run.manifest.get("status")
+        finished = status == "complete" and (run.path / "summary.csv").is_file()  # golden folders have no cells/
+        missing = [] if finished else [c for c in run.cell_ids() if not run.is_complete(c)]
+        if missing or status not in (None, "complete"):
+            shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+            problems.append(f"{run.path} (suite {run.suite_name!r}, status {status!r}) is missing "
+                            f"{len(missing)} cell(s){': ' + shown if missing else ''}")
+    suites = {run.suite_name for run in runs}
+    if len(suites) > 1:
+        notes.append("the runs are of different suites: " + "; ".join(f"{r.path.name}: {r.suite_name!r}"
+                                                                      for r in runs))
+    if problems and not allow_incomplete:
+        raise InputError("incomplete run(s): " + "; ".join(problems) + ". Resume them, or pass "
+                         "--allow-incomplete to compare the cells they have")
+    return notes + [f"incomplete: {p}" for p in problems]
+
+
 def compare_runs(
     paths: Sequence[str | os.PathLike[str] | RunDir],
     baseline: str | os.PathLike[str] | RunDir | None = None,
@@ -149,6 +170,7 @@ def compare_runs(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    allow_incomplete: bool = False,
 ) -> Comparison:
     """Compare runs against a baseline run (default: the first).
 
@@ -171,6 +193,9 @@ def compare_runs(
         runs = [base_run, *runs]
     if not runs:
         raise InputError("no runs to compare")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ConfigError(f"n_resamples must be an integer ≥ 1, got {n_resamples!r}")
+    suite_notes = _check_runs(runs, allow_incomplete)
     labels = run_labels(runs)
     tolerances = dict(tolerances or {})
     default_tol = tolerances.pop("*", 0.0)
@@ -202,7 +227,7 @@ def compare_runs(
     regressions: list[str] = []
     drift: list[str] = []
     drift_errors: list[str] = []
-    notes: list[str] = []
+    notes: list[str] = list(suite_notes)
     for label, run in zip(labels[1:], runs[1:], strict=True):
         other = rows[label].set_index([*ROW_KEYS, "metric"])
         only_base = sorted({k[:3] for k in base.index} - {k[:3] for k in other.index})

@@ -39,3 +39,10 @@ class WeightsNotFoundError(AsyrpBenchError, FileNotFoundError):
 
 class TrainingDivergedError(AsyrpBenchError, FloatingPointError):
     """A loss became NaN or Inf during training."""
+
+
+class DiskWriteError(AsyrpBenchError, OSError):
+    """A result file could not be written (disk full, no permission); the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -7,8 +7,14 @@ Conventions used everywhere in the package:
 * images in memory are ``uint8`` tensors ``[3,H,W]`` / ``[N,3,H,W]`` in RGB (what a PNG holds), or float tensors in
   ``[-1, 1]`` for the diffusion models; :func:`to_uint8` is the one quantisation rule between the two (round to
   nearest), so scores computed from tensors in memory equal scores of the same images saved as PNG;
-* **resize rule** (:data:`RESIZE_RULE`): every image of a scored set is brought to the size of the first source
-  image (in id order). Same aspect ratio: PIL bicubic resize (antialiased). Other aspect ratio: PIL bicubic
+* **reference size**: given by the backend (its image size) or, when scoring folders, the most common source
+  size (ties: the largest), never the first file; an image with a side below :data:`MIN_SIDE` pixels or below a
+  quarter of the reference side is refused (upsampling it that far gives meaningless scores);
+* **modes** (:func:`read_image`): 8-bit RGB/L/P/CMYK/YCbCr/1 are converted by PIL; 16-bit grayscale (``I;16``) is
+  scaled to 8 bits (v / 257, rounded); 32-bit integer and float modes (``I``, ``F``) have no fixed range and are
+  refused; an alpha channel (RGBA, LA, PA, P with transparency) is dropped only when fully opaque, otherwise the
+  image is refused (the colour under transparent pixels is undefined);
+* **resize rule** (:data:`RESIZE_RULE`): every image of a scored set is brought to the reference size. Same aspect ratio: PIL bicubic resize (antialiased). Other aspect ratio: PIL bicubic
   resize of the shorter side, then a centre crop. Every resized file is reported, never silently changed.
 """
 
@@ -23,7 +29,8 @@ import torch
 from asyrp_bench.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-RESIZE_RULE = ("resized to the first source image's size with PIL bicubic (shorter side + centre crop when the "
+MIN_SIDE = 8
+RESIZE_RULE = ("resized to the reference size with PIL bicubic (shorter side + centre crop when the "
                "aspect ratio differs)")
 _MAX_LISTED = 12
 
@@ -64,22 +71,67 @@ def list_images(folder: str | Path) -> FolderListing:
     return FolderListing(folder, images, ignored)
 
 
-def read_image(path: str | Path) -> torch.Tensor:
-    """One image file -> uint8 ``[3,H,W]`` RGB. Unreadable or truncated files raise InputError naming the file.
-
-    Grayscale and palette images are converted to RGB; an alpha channel is dropped (not composited).
-    """
+def _to_rgb_array(image, path: Path):  # type: ignore[no-untyped-def]
+    """PIL image of any mode -> uint8 [H,W,3] by the mode rules of the module docstring."""
     import numpy as np
+
+    mode = image.mode
+    if mode.startswith("I;16"):
+        values = np.array(image, dtype=np.float64)
+        gray = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("I", "F") or mode.startswith(("I;", "F;")):
+        raise InputError(f"image {path} is in mode {mode} (32-bit integer or float pixels, no fixed range); "
+                         "convert it to 8-bit RGB (or 16-bit grayscale) PNG")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        alpha = np.array(image.getchannel("A"))
+        if alpha.min() < 255:
+            raise InputError(f"image {path} has transparent pixels ({int((alpha < 255).sum())} of {alpha.size}); "
+                             "the colour under them is undefined: flatten it onto a background first")
+    try:
+        rgb = image.convert("RGB")
+    except ValueError as error:
+        raise InputError(f"image {path}: mode {mode} cannot be converted to RGB ({error})") from error
+    return np.array(rgb, dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """One image file -> uint8 ``[3,H,W]`` RGB. Unreadable, truncated, tiny or unconvertible files raise
+    InputError naming the file (mode rules: module docstring)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, not later inside a metric
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+            rgb = _to_rgb_array(image, path)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"cannot read image {path}: {error or type(error).__name__}") from error
+    except Image.DecompressionBombError as error:
         raise InputError(f"cannot read image {path}: {error}") from error
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(f"image {path} is {h}x{w}: images smaller than {MIN_SIDE} pixels on a side are refused")
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def reference_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The most common (H, W) of a set (ties: the largest area), never simply the first file's."""
+    from collections import Counter
+
+    counts = Counter(sizes)
+    return max(counts, key=lambda s: (counts[s], s[0] * s[1], s))
+
+
+def _check_not_tiny(path: Path, original: tuple[int, int], size: tuple[int, int]) -> None:
+    if min(original[0] * 4 - size[0], original[1] * 4 - size[1]) < 0:
+        raise InputError(f"image {path} is {original[0]}x{original[1]}, far below the reference size "
+                         f"{size[0]}x{size[1]} (less than a quarter per side): refused rather than upsampled")
 
 
 def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -105,20 +157,21 @@ def resize_uint8(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def load_images(paths: Sequence[Path], size: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, list[tuple[int, tuple[int, int]]]]:
-    """Read files into uint8 ``[N,3,H,W]``; images not of ``size`` (default: the first one's) are resized.
+    """Read files into uint8 ``[N,3,H,W]``; images not of ``size`` (default: :func:`reference_size` of the
+    files) are resized; images far below it are refused.
 
     Returns the batch and, for every resized image, (index, original (H, W)).
     """
     if not paths:
         raise InputError("no image files given")
+    read = [read_image(path) for path in paths]
+    originals = [(int(image.shape[1]), int(image.shape[2])) for image in read]
+    size = size if size is not None else reference_size(originals)
     out: list[torch.Tensor] = []
     resized: list[tuple[int, tuple[int, int]]] = []
-    for i, path in enumerate(paths):
-        image = read_image(path)
-        original = (int(image.shape[1]), int(image.shape[2]))
-        if size is None:
-            size = original
+    for i, (image, original) in enumerate(zip(read, originals, strict=True)):
         if original != size:
+            _check_not_tiny(paths[i], original, size)
             image = resize_uint8(image, size)
             resized.append((i, original))
         out.append(image)

@@ -21,8 +21,10 @@ goes into the CSV files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import io
 import json
 import os
@@ -38,7 +40,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from asyrp_bench.errors import InputError
+from asyrp_bench.errors import DiskWriteError, InputError
 
 RESULTS_SCHEMA_VERSION = 1
 """Version of the run-folder layout and table columns; readers refuse newer versions."""
@@ -67,8 +69,18 @@ def utc_now() -> _dt.datetime:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and ``os.replace``: readers see the old or the new file, never half of one."""
     tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as error:
+        # Every writer of a run goes through here: a full disk is a clear error naming the file, the previous
+        # version of the file stays intact, and the run stays resumable.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = ("no space left on device" if error.errno == errno.ENOSPC
+                  else (error.strerror or str(error)).lower())
+        raise DiskWriteError(f"{reason} while writing {path}; free space (or fix the folder) and resume the "
+                             "run with `asyrp-bench run --resume`") from None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -86,6 +98,26 @@ def csv_text(frame: pd.DataFrame, columns: Sequence[str]) -> str:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
+    """Read a run's scores.csv / summary.csv; a garbled or truncated file is an InputError naming it."""
+    try:
+        frame = _read_csv_raw(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise InputError(f"{path} is damaged or not a results table ({type(error).__name__}: {error}); "
+                         "re-run or resume the run that wrote it") from None
+    expected = {"scores.csv": SCORES_COLUMNS, "summary.csv": SUMMARY_COLUMNS}.get(path.name)
+    if expected is not None:
+        missing = [c for c in expected if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path} is damaged or truncated: it lacks the column(s) {', '.join(missing)}")
+    if "value" in frame.columns and not pd.api.types.is_numeric_dtype(frame["value"]):
+        bad = pd.to_numeric(frame["value"], errors="coerce").isna() & frame["value"].notna()
+        if bool(bad.any()):
+            raise InputError(f"{path} is damaged: non-numeric value(s) in the value column "
+                             f"(line {int(bad.to_numpy().argmax()) + 2})")
+    return frame
+
+
+def _read_csv_raw(path: Path) -> pd.DataFrame:
     # ids like "000121" must stay strings; ``edit`` is empty for baseline rows.
     return pd.read_csv(path, dtype={"image_id": str, "edit": str, "cell": str, "backend": str, "editor": str,
                                     "variant": str, "metric": str, "metric_config": str, "split_hash": str},
@@ -187,7 +219,7 @@ class RunWriter:
                 path = base / f"{stem}-{suffix}"
                 suffix += 1
         (path / "cells").mkdir()
-        (path / "suite.resolved.yaml").write_text(suite_yaml, encoding="utf-8")
+        write_text_atomic(path / "suite.resolved.yaml", suite_yaml)
         write_json(path / "env.json", env)
         manifest = {
             "schema_version": RESULTS_SCHEMA_VERSION,
@@ -296,9 +328,9 @@ def _cell_complete(folder: Path) -> bool:
 
 def write_cell_tables(folder: Path, scores: pd.DataFrame, summary: pd.DataFrame, cell_yaml: dict[str, Any]) -> None:
     """Write a cell's cell.yaml, scores.csv and summary.csv (into its temporary folder)."""
-    (folder / "cell.yaml").write_text(yaml.safe_dump(cell_yaml, sort_keys=False, allow_unicode=True), "utf-8")
-    (folder / "scores.csv").write_text(csv_text(scores, SCORES_COLUMNS), "utf-8")
-    (folder / "summary.csv").write_text(csv_text(summary, SUMMARY_COLUMNS), "utf-8")
+    write_text_atomic(folder / "cell.yaml", yaml.safe_dump(cell_yaml, sort_keys=False, allow_unicode=True))
+    write_text_atomic(folder / "scores.csv", csv_text(scores, SCORES_COLUMNS))
+    write_text_atomic(folder / "summary.csv", csv_text(summary, SUMMARY_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------------------

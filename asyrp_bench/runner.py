@@ -454,6 +454,7 @@ class Runner:
 
     def _trained_editor(self, cell: Cell, shared: _Shared, out: Path) -> tuple[Editor, dict[str, Any]]:
         from asyrp_bench import weights
+        from asyrp_bench.cache import check_file, seal_file
         from asyrp_bench.editors.io import load_editor, save_editor
         from asyrp_bench.recipes import resolve_recipe
         from asyrp_bench.training import train_editor
@@ -469,7 +470,7 @@ class Runner:
         }
         key = config_hash(key_data)
         cached = weights.home() / "cache" / "editors" / f"{key}.safetensors"
-        if cached.is_file():
+        if check_file(cached, key):  # verified against its sidecar checksum; a damaged one is retrained
             self.progress.phase(f"{cell.id}: trained editor from cache")
             editor = load_editor(cached, backend=shared.backend)
             shutil.copyfile(cached, out)
@@ -484,6 +485,7 @@ class Runner:
             cache=self.cache, progress=False, on_step=lambda record: self.progress.step(next(steps, pairs)),
         )
         save_editor(editor, cached)
+        seal_file(cached, key)
         shutil.copyfile(cached, out)
         return editor, {"from": "trained", "key": key}
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from asyrp_bench import clip as clipmod
+from asyrp_bench.cache import CacheWarning
 from asyrp_bench.errors import (
     CheckpointError,
     ConfigError,
@@ -364,11 +365,25 @@ def test_fid_features_disk_cache(tiny_extractor: str, tmp_path: Path, monkeypatc
     spec = {"name": "fid", "params": {"feature_extractor": tiny_extractor}}
     inputs = make_inputs()
     first = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))
-    files = sorted((tmp_path / "fidelity_features").glob("*.pt"))
+    files = sorted((tmp_path / "fidelity_features").glob("*.safetensors"))
     assert len(files) == 2
+    real = fidmod._Extractor.features
     monkeypatch.setattr(fidmod._Extractor, "features", lambda *a: pytest.fail("features recomputed"))
     again = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))  # a new process would read the files
     assert [r.value for r in again] == [r.value for r in first]
+    # Swapped entries (valid files, wrong contents) and a truncated one: warned, discarded, recomputed, and the
+    # numbers are the clean run's (docs/cache.md).
+    monkeypatch.setattr(fidmod._Extractor, "features", real)
+    a, b = (f.read_bytes() for f in files)
+    files[0].write_bytes(b)
+    files[1].write_bytes(a)
+    with pytest.warns(CacheWarning, match=files[0].name):
+        swapped = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))
+    assert [r.value for r in swapped] == [r.value for r in first]
+    files[0].write_bytes(files[0].read_bytes()[:40])
+    with pytest.warns(CacheWarning, match="unreadable"):
+        truncated = score(inputs, [spec], ScoringContext(cache_dir=tmp_path))
+    assert [r.value for r in truncated] == [r.value for r in first]
 
 
 def test_extractor_hook(tiny_extractor: str, monkeypatch: pytest.MonkeyPatch):

@@ -131,3 +131,18 @@ def test_ls_metrics_lists_every_metric():
     assert result.exit_code == 0, result.output
     for name in ("clip_directional", "seg_consistency", "fid", "kid", "identity", "per image", "per set"):
         assert name in result.output
+
+
+def test_score_refuses_identical_prompts_and_bad_out_before_work(tmp_path: Path, folders: dict[str, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    import asyrp_bench.images as images_module
+
+    monkeypatch.setattr(images_module, "load_paired_folders", lambda *a: pytest.fail("images read before checks"))
+    result = run("score", folders["src"], folders["edit"], "--src-text", "face", "--tgt-text", " Face ",
+                 "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and "same prompt" in result.output and "'face'" in result.output
+    result = run("score", folders["src"], folders["edit"], "--out", tmp_path)
+    assert result.exit_code == 2 and f"--out {tmp_path} is a folder" in result.output
+    (tmp_path / "file").write_text("x")
+    result = run("score", folders["src"], folders["edit"], "--out", tmp_path / "file" / "s.csv")
+    assert result.exit_code == 2 and "is not a folder" in result.output

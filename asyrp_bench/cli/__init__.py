@@ -6,6 +6,7 @@ The top layer: may import everything; nothing imports it (docs/architecture.md, 
 from __future__ import annotations
 
 from asyrp_bench.cli import (  # noqa: F401  (modules register their commands on import)
+    cache,
     compare,
     doctor,
     edit,

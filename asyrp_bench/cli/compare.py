@@ -31,6 +31,8 @@ def compare_command(
                                               "metric config or split hash differ (flagged).")] = False,
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write the tidy deltas table here.")] = None,
     n_resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the paired CI.")] = 2000,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Compare runs that are unfinished "
+                                                   "or miss cells (each is named in a note).")] = False,
 ) -> None:
     """Compare runs: values per backend/editor/edit and metric, one column group per run, with the change
     against the baseline and its paired 95% bootstrap CI over images.
@@ -39,9 +41,12 @@ def compare_command(
     (including values computed differently, unless --allow-drift).
     """
     from asyrp_bench.compare import compare_runs, parse_tolerances
+    from asyrp_bench.errors import ConfigError
 
+    if csv is not None and (csv.is_dir() or (csv.parent.exists() and not csv.parent.is_dir())):
+        raise ConfigError(f"--csv {csv}: give a file path (such as {csv / 'deltas.csv'}), not a folder")
     result = compare_runs(runs, baseline=baseline, tolerances=parse_tolerances(tolerance or []),
-                          allow_drift=allow_drift, n_resamples=n_resamples)
+                          allow_drift=allow_drift, n_resamples=n_resamples, allow_incomplete=allow_incomplete)
     deltas = result.deltas.set_index(["run", "backend", "editor", "edit", "metric"]) if len(result.deltas) else None
     metrics = sorted(result.table.columns.get_level_values("metric").unique())
     letters = [chr(ord("A") + i) if i < 26 else f"R{i}" for i in range(len(result.runs))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -90,6 +91,20 @@ class _RichProgress:
         self.progress.update(self.tasks[description], completed=completed, total=total)
 
 
+def _check_out(out: Path) -> None:
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a CSV file path such as {out / 'scores.csv'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create its folder {parent} ({error.strerror or error})") from None
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {out}: the folder {parent} is not writable")
+
+
 @app.command("score")
 @handle_errors
 def score_command(
@@ -130,6 +145,11 @@ def score_command(
         raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     if (src_text is None) != (tgt_text is None):
         raise ConfigError("give both --src-text and --tgt-text, or neither")
+    if src_text is not None and tgt_text is not None and src_text.strip().lower() == tgt_text.strip().lower():
+        # The text direction of identical prompts is 0/0: S_dir would be NaN (suites refuse it the same way).
+        raise ConfigError(f"--src-text and --tgt-text are the same prompt ({src_text!r}): S_dir needs two "
+                          "different prompts")
+    _check_out(out)  # before any metric runs: a bad --out must not waste the work
     if metrics is not None:
         specs, notes = load_metrics_file(metrics), []
     else:

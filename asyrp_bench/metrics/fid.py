@@ -21,7 +21,6 @@ order, then torch-fidelity's own ``fid_features_to_statistics`` / ``fid_statisti
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -138,6 +137,8 @@ def set_features(images: torch.Tensor, extractor: str, weights_spec: str | None,
                  ctx: ScoringContext, label: str) -> torch.Tensor:
     """Features ``[N,D]`` of one image set, cached in ``ctx`` (and ``ctx.cache_dir``) by content hash, so fid and
     kid, and every cell of a run scoring the same reference set, extract them once."""
+    from asyrp_bench.cache import read_entry, write_entry
+
     weights_path = ctx.cached(("fidelity-weights", extractor, weights_spec),
                               lambda: resolve_extractor_weights(extractor, weights_spec))
     images_hash = content_hash(images)
@@ -148,18 +149,20 @@ def set_features(images: torch.Tensor, extractor: str, weights_spec: str | None,
     if ctx.cache_dir is not None:
         weights_id = "none" if weights_path is None else ctx.cached(
             ("sha256", weights_path), lambda: weights.sha256_file(Path(weights_path)))[:16]
-        disk = Path(ctx.cache_dir) / "fidelity_features" / f"{extractor}-{layer}-{weights_id}-{images_hash[:24]}.pt"
-        if disk.is_file():
-            ctx.cache[key] = torch.load(disk, map_location="cpu", weights_only=True)
+        disk = (Path(ctx.cache_dir) / "fidelity_features"
+                / f"{extractor}-{layer}-{weights_id}-{images_hash[:24]}.safetensors")
+        # The entry carries its key and checksum and is verified on read (docs/cache.md): a damaged or swapped
+        # file is discarded with a warning and the features are recomputed, never trusted.
+        disk_key = "|".join(map(str, key))
+        entry = read_entry(disk, disk_key)
+        if entry is not None and "features" in entry:
+            ctx.cache[key] = entry["features"]
             return ctx.cache[key]
     model = ctx.cached(("fidelity-extractor", extractor, weights_path, layer, ctx.device),
                        lambda: _Extractor(extractor, weights_path, (layer,), ctx.device))
     features = model.features(images, ctx, label)[layer]
     if disk is not None:  # written under a temporary name, then renamed: never a half-written cache file
-        disk.parent.mkdir(parents=True, exist_ok=True)
-        tmp = disk.with_suffix(f".tmp{os.getpid()}")
-        torch.save(features, tmp)
-        os.replace(tmp, disk)
+        write_entry(disk, {"features": features}, disk_key)
     ctx.cache[key] = features
     return features
 
