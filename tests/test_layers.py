@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "asyrp_bench"
 # be given its place (docs/architecture.md says where each kind of change goes).
 LAYER_OF = {
     "__init__": "api", "__main__": "cli",
-    "errors": "base", "registry": "base", "hashing": "base", "images": "base", "weights": "base",
+    "errors": "base", "registry": "base", "hashing": "base", "cache_entries": "base", "images": "base", "weights": "base",
     "clip": "base", "stats": "base",
     "diffusion": "diffusion",
     "editors": "editors",

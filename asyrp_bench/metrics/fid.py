@@ -137,7 +137,7 @@ def set_features(images: torch.Tensor, extractor: str, weights_spec: str | None,
                  ctx: ScoringContext, label: str) -> torch.Tensor:
     """Features ``[N,D]`` of one image set, cached in ``ctx`` (and ``ctx.cache_dir``) by content hash, so fid and
     kid, and every cell of a run scoring the same reference set, extract them once."""
-    from asyrp_bench.cache import read_entry, write_entry
+    from asyrp_bench.cache_entries import read_entry, write_entry
 
     weights_path = ctx.cached(("fidelity-weights", extractor, weights_spec),
                               lambda: resolve_extractor_weights(extractor, weights_spec))
