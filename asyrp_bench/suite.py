@@ -35,6 +35,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -199,6 +200,14 @@ class MetricSpec(_Strict):
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    label: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")] | None = None  # <label>.<key>; default: name
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_label(self, handler: Any) -> Any:  # unlabelled entries serialise as before (golden runs)
+        data = handler(self)
+        if data.get("label") is None:
+            data.pop("label", None)
+        return data
 
 
 class ReferenceSpec(_Strict):
@@ -280,7 +289,7 @@ class Suite(_Strict):
         _unique([b.display for b in self.backend], "backend labels (set 'label' to tell them apart)")
         _unique([e.display for e in self.editors], "editor labels (set 'label' to tell them apart)")
         _unique([e.name for e in self.edits], "edit names")
-        _unique([m.name for m in self.metrics], "metric names")
+        _unique([m.label or m.name for m in self.metrics], "metric labels (set 'label' to tell them apart)")
         edit_names = {e.name for e in self.edits}
         for editor in self.editors:
             if editor.checkpoint is None:
@@ -298,7 +307,7 @@ class Suite(_Strict):
             missing = sorted(edit_names - keys)
             if missing:
                 raise ValueError(f"editor {editor.display!r}: no checkpoint for edit(s) {missing}")
-        metric_names = {m.name for m in self.metrics}
+        metric_names = {m.label or m.name for m in self.metrics}
         for ref in self.reference:
             for metric, per_edit in ref.values.items():
                 if metric not in metric_names:

@@ -284,3 +284,28 @@ for _part in ("test", "train"):
         description=f"CelebA-HQ {_part} images (the DiffusionCLIP/Asyrp {_part} split)",
         source=_CELEBAHQ_SOURCE.format(part=_part), env_var=f"ASYRP_BENCH_CELEBAHQ_{_part.upper()}",
     ))
+
+# -- the literature's metric models (issue 10; docs/metrics.md "Metric models") ---------------------------------
+register_artifact(Artifact(
+    name="face_parsing_bisenet", filename="79999_iter.pth", kind="segmenter",
+    description="face-parsing.PyTorch BiSeNet face parser, 19 CelebAMask-HQ classes (seg_consistency, the "
+                "Asyrp-lineage SC parser); facexlib's parsing_bisenet.pth has the same layout",
+    source="github.com/zllrunning/face-parsing.PyTorch README (Google Drive link to res/cp/79999_iter.pth, "
+           "≈53 MB); or github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth (rename it)",
+))
+register_artifact(Artifact(
+    name="arcface_irse50", filename="model_ir_se50.pth", kind="face",
+    description="ArcFace IR-SE50 (TreB1eN/InsightFace_Pytorch), the DiffusionCLIP / StyleCLIP / Asyrp ID model",
+    source="github.com/TreB1eN/InsightFace_Pytorch README ('IR-SE50 @ Onedrive'), the file DiffusionCLIP's "
+           "README lists as pretrained/model_ir_se50.pth (≈175 MB)",
+))
+for _net, _key, _file in (("AlexNet", "lpips_alexnet", "alexnet-owt-7be5be79.pth"),
+                          ("VGG16", "lpips_vgg", "vgg16-397923af.pth"),
+                          ("SqueezeNet 1.1", "lpips_squeezenet", "squeezenet1_1-b8a52dc0.pth")):
+    register_artifact(Artifact(
+        name=_key, filename=_file, kind="lpips", torch_hub=True,
+        description=f"torchvision ImageNet {_net} (the lpips metric's backbone; its linear heads ship in the "
+                    "lpips wheel)",
+        source=f"download.pytorch.org/models/{_file} (torchvision's own file; the 8 hex digits are the start of "
+               "its sha256, torch hub convention)",
+    ))

@@ -212,3 +212,58 @@ def ensure_test_embedder() -> str:
     if TEST_EMBEDDER not in FACE_EMBEDDERS:
         FACE_EMBEDDERS.register(TEST_EMBEDDER)(MeanColourEmbedder)
     return TEST_EMBEDDER
+
+
+# -- the literature's metric models: BiSeNet, IR-SE50, torchvision AlexNet (issue 10) ------------------------------
+
+
+def _randomise_affine(net: torch.nn.Module, seed: int) -> None:
+    """BatchNorm weight 1 / bias 0 and PReLU 0.25 would hide a swapped parameter: give them random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.weight.copy_(1 + 0.2 * torch.randn(module.weight.shape, generator=g))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=g))
+            elif isinstance(module, torch.nn.PReLU):
+                module.weight.copy_(0.25 + 0.1 * torch.randn(module.weight.shape, generator=g))
+            elif isinstance(module, torch.nn.Linear) and module.bias is not None:
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+
+
+def save_bisenet_format(path: Path, calibration: torch.Tensor, seed: int = 0, with_tracked: bool = True) -> Path:
+    """A random BiSeNet in the 79999_iter.pth layout (plain state dict, torch.save), BatchNorm stats from
+    ``calibration`` (float [B,3,H,W] as the metric feeds them)."""
+    from asyrp_bench.metrics.bisenet import BiSeNet
+
+    torch.manual_seed(seed)
+    net = BiSeNet()
+    _randomise_affine(net, seed)
+    _set_batchnorm_stats_from_data(net, calibration)
+    state = {k: v for k, v in net.state_dict().items() if with_tracked or not k.endswith("num_batches_tracked")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def save_irse50_format(path: Path, calibration: torch.Tensor, seed: int = 0) -> Path:
+    """A random IR-SE50 in the model_ir_se50.pth layout, BatchNorm stats from ``calibration`` ([B,3,112,112])."""
+    from asyrp_bench.metrics.irse50 import IRSE50
+
+    torch.manual_seed(seed)
+    net = IRSE50()
+    _randomise_affine(net, seed)
+    _set_batchnorm_stats_from_data(net, calibration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def save_torchvision_alexnet(path: Path, seed: int = 0) -> Path:
+    """A random torchvision AlexNet state dict (features + classifier), as alexnet-owt-7be5be79.pth."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    return path

@@ -98,7 +98,7 @@ def write_folder(folder: Path, images: torch.Tensor, ids: list[str]) -> Path:
 
 
 def test_registry_and_metadata():
-    assert METRICS.names() == ["clip_directional", "fid", "identity", "kid", "seg_consistency"]
+    assert METRICS.names() == ["clip_directional", "fid", "identity", "kid", "lpips", "seg_consistency"]
     for name in METRICS.names():
         cls = METRICS.get(name)
         assert cls.name == name and cls.version >= 1 and cls.keys and cls.description
@@ -145,7 +145,7 @@ metrics:
     with pytest.raises(ConfigError, match=r"metrics\[0\]"):
         load_metrics_file(path)
     path.write_text("metrics: [fid, fid]\n")
-    with pytest.raises(ConfigError, match="listed 2 times"):
+    with pytest.raises(ConfigError, match=r"label .fid. is used 2 times"):
         load_metrics_file(path)
 
 

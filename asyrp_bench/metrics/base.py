@@ -186,6 +186,12 @@ class Record:
     value: float
     metric_version: int
     params: str
+    registry_name: str | None = None
+    """The registered metric when ``metric`` is an entry's label (None: ``metric`` is the registered name)."""
+
+    @property
+    def metric_name(self) -> str:
+        return self.registry_name or self.metric
 
     def as_row(self) -> dict[str, Any]:
         return {"image_id": self.image_id, "metric": self.metric, "key": self.key,
@@ -236,6 +242,8 @@ class Metric(ABC):
             raise ConfigError(f"metric {self.name!r} has no parameter {', '.join(hints)}; its parameters: "
                               f"{', '.join(f'{k}={v!r}' for k, v in self.defaults.items())}")
         self.params: dict[str, Any] = {**self.defaults, **params}
+        self.label: str = self.name
+        """What values are named by (``<label>.<key>``): the entry's ``label:``, default the metric name."""
         self.validate()
 
     @classmethod
@@ -263,7 +271,8 @@ class Metric(ABC):
         return canonical_json(self.params)
 
     def record(self, image_id: str | None, key: str, value: float) -> Record:
-        return Record(image_id, self.name, key, float(value), self.version, self.params_json)
+        registry_name = None if self.label == self.name else self.name
+        return Record(image_id, self.label, key, float(value), self.version, self.params_json, registry_name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params_json})"
@@ -281,17 +290,27 @@ METRICS.register("seg_consistency", target="asyrp_bench.metrics.seg_consistency:
 METRICS.register("fid", target="asyrp_bench.metrics.fid:FID")
 METRICS.register("kid", target="asyrp_bench.metrics.fid:KID")
 METRICS.register("identity", target="asyrp_bench.metrics.identity:Identity")
+METRICS.register("lpips", target="asyrp_bench.metrics.lpips_metric:LPIPS")
 
 
 # -- specs (the ``metrics:`` block of suites and of ``score --metrics``) -----------------------------------------
 
 
 class MetricSpec(BaseModel):
-    """One entry of a ``metrics:`` list: ``{name: fid, params: {...}}`` (a bare string means default params)."""
+    """One entry of a ``metrics:`` list: ``{name: fid, params: {...}, label: ...}`` (a bare string: default params).
+
+    ``label`` (default: the name) names the entry's values ``<label>.<key>``, so one metric can be listed twice
+    with different parameters (identity with facenet and with arcface); labels must be unique.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
 
 def parse_metric_specs(entries: Any, where: str = "metrics") -> list[MetricSpec]:
@@ -310,11 +329,16 @@ def parse_metric_specs(entries: Any, where: str = "metrics") -> list[MetricSpec]
         if spec.name not in METRICS:
             raise ConfigError(f"{where}[{i}]: {METRICS.unknown_message(spec.name)}")
         specs.append(spec)
-    names = [s.name for s in specs]
-    for name in set(names):
-        if names.count(name) > 1:
-            raise ConfigError(f"{where}: metric {name!r} is listed {names.count(name)} times")
+    check_unique_labels([s.display for s in specs], where)
     return specs
+
+
+def check_unique_labels(labels: Sequence[str], where: str = "metrics") -> None:
+    """Refuse two entries whose values would share names (``label``, default the metric name)."""
+    for label in sorted(set(labels)):
+        if list(labels).count(label) > 1:
+            raise ConfigError(f"{where}: metric label {label!r} is used {list(labels).count(label)} times; give "
+                              "each entry of the same metric its own `label:` (values are named <label>.<key>)")
 
 
 def load_metrics_file(path: str | Path) -> list[MetricSpec]:
@@ -340,4 +364,6 @@ def build_metric(spec: MetricSpec | str | dict[str, Any]) -> Metric:
         spec = MetricSpec(name=spec)
     elif isinstance(spec, dict):
         spec = parse_metric_specs([spec])[0]
-    return METRICS.get(spec.name)(**spec.params)
+    metric = METRICS.get(spec.name)(**spec.params)
+    metric.label = spec.display
+    return metric

@@ -48,6 +48,7 @@ class FaceEmbedder(ABC):
 
 FACE_EMBEDDERS: Registry[type[FaceEmbedder]] = Registry("face embedder", base_cls=FaceEmbedder)
 FACE_EMBEDDERS.register("facenet_vggface2", target="asyrp_bench.metrics.face_embedders:FacenetVGGFace2")
+FACE_EMBEDDERS.register("arcface_irse50", target="asyrp_bench.metrics.irse50:ArcFaceIRSE50")
 FACE_EMBEDDERS.register("world", target="asyrp_bench.world.nets:WorldFaceEmbedder")  # the shipped toy world
 
 

@@ -3,6 +3,8 @@
 Definition (version 1), per image: ``cosine`` = cos(emb(reference), emb(edit)) with a registered face embedder
 (default ``facenet_vggface2``: MTCNN-aligned 160 px crops into InceptionResnetV1/VGGFace2, see
 :mod:`asyrp_bench.metrics.face_embedders`). Reference = source (default) or reconstruction.
+``arcface_irse50`` (ArcFace IR-SE50, DiffusionCLIP's IDLoss recipe, :mod:`asyrp_bench.metrics.irse50`) has no
+face detector; its config says so (``face_detector``).
 
 Images where no face is found (in the reference, the edit, or both) are never silently dropped: each image gets
 ``no_face`` = 1 or 0. With ``no_face: count`` (default) those images get no ``cosine`` (its N is smaller and the
@@ -29,6 +31,9 @@ from asyrp_bench.metrics.base import (
 )
 from asyrp_bench.metrics.face_embedders import FACE_EMBEDDERS
 
+ARCFACE_NOTE = ("none: aligned faces assumed (CelebA-HQ); [-1, 1] RGB, non-256 px images average-pooled to 256 "
+                "first, crop rows 35:223 cols 32:220, average-pooled to 112 (DiffusionCLIP IDLoss)")
+
 
 class Identity(Metric):
     name: ClassVar[str] = "identity"
@@ -52,6 +57,9 @@ class Identity(Metric):
             raise ConfigError("metric 'identity': embedder_params must be a mapping")
         if self.params["weights"] is not None:
             self.params["weights"] = str(self.params["weights"])
+        if self.params["embedder"] == "arcface_irse50":
+            # named in the output config: this recipe has no detector and a fixed crop (docs/metrics.md)
+            self.params["face_detector"] = ARCFACE_NOTE
 
     def check_inputs(self, inputs: ScoringInputs) -> None:
         inputs.images(self.params["reference"])

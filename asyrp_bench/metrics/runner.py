@@ -20,6 +20,7 @@ from asyrp_bench.metrics.base import (
     ScoringContext,
     ScoringInputs,
     build_metric,
+    check_unique_labels,
 )
 from asyrp_bench.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, summarize
 
@@ -34,7 +35,9 @@ SUMMARY_COLUMNS = ("metric", "key", "metric_version", "per_image", "higher_is_be
 
 def build_metrics(metrics: Sequence[MetricLike]) -> list[Metric]:
     """Instantiate (and validate) every metric before any model loads."""
-    return [m if isinstance(m, Metric) else build_metric(m) for m in metrics]
+    built = [m if isinstance(m, Metric) else build_metric(m) for m in metrics]
+    check_unique_labels([m.label for m in built])
+    return built
 
 
 def score(inputs: ScoringInputs, metrics: Sequence[MetricLike], ctx: ScoringContext | None = None) -> list[Record]:
@@ -82,11 +85,11 @@ def summary_frame(records: Sequence[Record], confidence: float = 0.95, n_resampl
 
     groups: dict[tuple[str, int, str], dict[str, list[Record]]] = {}
     for record in records:
-        groups.setdefault((record.metric, record.metric_version, record.params), {}).setdefault(
-            record.key, []).append(record)
+        groups.setdefault((record.metric, record.metric_name, record.metric_version, record.params),
+                          {}).setdefault(record.key, []).append(record)
     rows = []
-    for (metric, version, params), by_key in sorted(groups.items()):
-        per_image = bool(METRICS.get(metric).per_image)
+    for (metric, registered, version, params), by_key in sorted(groups.items()):
+        per_image = bool(METRICS.get(registered).per_image)
         set_n = by_key.get("n", [])
         for key, items in by_key.items():
             if not per_image and key == "n":
@@ -98,5 +101,5 @@ def summary_frame(records: Sequence[Record], confidence: float = 0.95, n_resampl
             else:
                 n = int(set_n[0].value) if set_n else len(values)
                 row = (values[0], math.nan, math.nan, math.nan, n)
-            rows.append((metric, key, version, per_image, _direction(metric, key), *row, params))
+            rows.append((metric, key, version, per_image, _direction(registered, key), *row, params))
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))

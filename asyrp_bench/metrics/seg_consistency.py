@@ -62,6 +62,7 @@ class Segmenter:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     path: Path
+    maps_at_image_size: bool = False
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,11 @@ class Segmenter:
         if logits.shape[1] != len(self.classes):
             raise CheckpointError(f"segmenter {self.path} gives {logits.shape[1]} classes but names "
                                   f"{len(self.classes)} in {SIDECAR}")
-        return logits.argmax(dim=1)
+        labels = logits.argmax(dim=1)
+        if self.maps_at_image_size and labels.shape[-2:] != images.shape[-2:]:
+            # face_parsing preprocessing: label maps back to the image size with nearest (docs/metrics.md)
+            labels = F.interpolate(labels[:, None].float(), size=images.shape[-2:], mode="nearest")[:, 0].long()
+        return labels
 
 
 def _read_sidecar(folder: Path) -> dict[str, Any]:
@@ -145,6 +150,32 @@ def load_segmenter(spec: str | Path, device: str = "cpu") -> Segmenter:
     return Segmenter(model, [str(c) for c in classes], sidecar.get("input_size"), mean, std, folder)  # type: ignore[arg-type]
 
 
+BISENET_PREPROCESS = {
+    # name: (input_size, mean, std); docs/metrics.md "BiSeNet face parser"
+    "asyrp": (None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # ToTensor only, own size (the Asyrp-lineage SC script)
+    "face_parsing": (512, IMAGENET_MEAN, IMAGENET_STD),  # face-parsing.PyTorch test.py
+}
+
+
+def load_bisenet_segmenter(spec: str | Path, preprocess: str, device: str = "cpu") -> Segmenter:
+    """A BiSeNet ``.pth`` file (path or weights key) with one of :data:`BISENET_PREPROCESS`."""
+    from asyrp_bench.metrics.bisenet import CELEBAMASK_CLASSES, load_bisenet
+
+    path = weights.resolve(spec, kind="segmenter")
+    if not path.is_file():
+        raise InputError(f"segmenter {path}: architecture bisenet needs a .pth file (79999_iter.pth), not a folder")
+    size, mean, std = BISENET_PREPROCESS[preprocess]
+    return Segmenter(load_bisenet(path, device), list(CELEBAMASK_CLASSES), size, mean, std, path,  # type: ignore[arg-type]
+                     maps_at_image_size=True)
+
+
+def infer_architecture(spec: str) -> str:
+    """bisenet for a ``.pth``/``.pt`` path or a file-type weights key, smp otherwise (a folder)."""
+    if spec in weights.ARTIFACTS:
+        return "smp" if weights.ARTIFACTS[spec].is_dir else "bisenet"
+    return "bisenet" if Path(spec).suffix in (".pth", ".pt") else "smp"
+
+
 def label_agreement(reference: torch.Tensor, edit: torch.Tensor, num_classes: int,
                     ignore: Sequence[int] = ()) -> tuple[float, float]:
     """(pixel accuracy, mIoU over classes present in either map) of two label maps ``[H,W]`` (long)."""
@@ -174,8 +205,9 @@ class SegConsistency(Metric):
         MetricKey("miou", True, "mean IoU over classes present in either label map"),
     )
     defaults: ClassVar[dict[str, Any]] = {"segmenter": "face_parsing_smp", "reference": "reconstruction",
-                                          "ignore_classes": []}
-    description: ClassVar[str] = "label agreement of face-parsing maps, reference vs edit (smp segmenter folder)"
+                                          "ignore_classes": [], "architecture": None, "preprocess": None}
+    description: ClassVar[str] = ("label agreement of face-parsing maps, reference vs edit (smp folder or BiSeNet "
+                                  "79999_iter.pth)")
 
     def validate(self) -> None:
         self.params["reference"] = _choice(self.name, "reference", self.params["reference"],
@@ -186,6 +218,28 @@ class SegConsistency(Metric):
         if not isinstance(self.params["segmenter"], (str, Path)):
             raise ConfigError(f"metric {self.name!r}: segmenter must be a folder path or a weights key")
         self.params["segmenter"] = str(self.params["segmenter"])
+        self._resolve_architecture()
+
+    def _resolve_architecture(self) -> None:
+        """Fill architecture / preprocess for BiSeNet (named in the output config with the class names); an smp
+        segmenter keeps its sidecar's preprocessing and its config stays as before (no new keys)."""
+        arch = self.params["architecture"]
+        if arch is None:
+            arch = infer_architecture(self.params["segmenter"])
+        arch = _choice(self.name, "architecture", arch, ("bisenet", "smp"))
+        preprocess = self.params["preprocess"]
+        if arch == "smp":
+            if preprocess is not None:
+                raise ConfigError(f"metric {self.name!r}: preprocess applies to architecture bisenet; an smp "
+                                  f"segmenter's preprocessing is set in its {SIDECAR}")
+            if self.params["architecture"] is None:
+                del self.params["architecture"], self.params["preprocess"]
+            return
+        from asyrp_bench.metrics.bisenet import CELEBAMASK_CLASSES
+
+        self.params["architecture"] = arch
+        self.params["preprocess"] = _choice(self.name, "preprocess", preprocess or "asyrp", tuple(BISENET_PREPROCESS))
+        self.params["classes"] = list(CELEBAMASK_CLASSES)
 
     def check_inputs(self, inputs: ScoringInputs) -> None:
         inputs.images(self.params["reference"])
@@ -207,7 +261,12 @@ class SegConsistency(Metric):
     def compute(self, inputs: ScoringInputs, ctx: ScoringContext) -> list[Record]:
         self.check_inputs(inputs)
         spec = self.params["segmenter"]
-        segmenter = ctx.cached(("segmenter", spec, ctx.device), lambda: load_segmenter(spec, ctx.device))
+        if self.params.get("architecture") == "bisenet":
+            pre = self.params["preprocess"]
+            segmenter = ctx.cached(("segmenter", spec, "bisenet", pre, ctx.device),
+                                   lambda: load_bisenet_segmenter(spec, pre, ctx.device))
+        else:
+            segmenter = ctx.cached(("segmenter", spec, ctx.device), lambda: load_segmenter(spec, ctx.device))
         ignore = self._ignored_indices(segmenter)
         reference = inputs.images(self.params["reference"])
         n = len(inputs)
