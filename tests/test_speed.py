@@ -57,7 +57,7 @@ def test_batched_step_equals_unbatched(backend):
         b = asyrp_step(backend, x, 800, 750, editor, batched=True)
         plain = asyrp_step(backend, x, 800, 750, None)
     assert (a[1] - plain[1]).abs().max() > 1e-3
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         # x0 = (x - √(1-ᾱ)ε)/√ᾱ amplifies ε's 1e-7 rounding by up to 1/√ᾱ: compare relative to the scale.
         assert (left - right).abs().max() < 1e-6 * left.abs().max()
 
@@ -107,9 +107,8 @@ def test_bf16_autocast_changes_edit_by_little(backend):
 def test_unknown_precision_is_a_config_error(backend):
     with pytest.raises(ConfigError, match="precision"):
         ab.edit(backend, latents(backend, 1), None, None, None, 4, precision="fp8")
-    with pytest.raises(ConfigError, match="precision"):
-        with autocast("cpu", "int8"):
-            pass
+    with pytest.raises(ConfigError, match="precision"), autocast("cpu", "int8"):
+        pass
 
 
 def test_default_precision_is_fp32_on_cpu():
