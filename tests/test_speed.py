@@ -125,3 +125,14 @@ def test_channels_last_keeps_numbers():
         prepare_model(model, channels_last=True)
         out = model(x.contiguous(memory_format=torch.channels_last), 300)
     assert (out - ref).abs().max() < 1e-5
+
+
+def test_cli_speed_options_resolve_and_reject():
+    from asyrp_bench.cli._common import speed_options
+
+    net = ab.load_backend("tiny", config="tiny16")
+    assert speed_options(net, "auto", False, True, False) == "fp32"
+    assert speed_options(net, "bf16", False, False, False) == "bf16"
+    assert torch.backends.cudnn.benchmark is False
+    with pytest.raises(ConfigError, match="precision"):
+        speed_options(net, "double", False, False, False)
