@@ -62,13 +62,13 @@ def test_two_gloo_processes_equal_one(tmp_path: Path):
 def test_assign_cells_longest_first():
     assert assign_cells([1, 5, 3, 3], 2) == [[1, 0], [2, 3]]  # loads 6 and 6
     assert assign_cells([2, 2, 2], 1) == [[0, 1, 2]]
-    assert sorted(sum(assign_cells([4, 1, 7, 2, 2], 3), [])) == [0, 1, 2, 3, 4]
+    assert sorted(i for s in assign_cells([4, 1, 7, 2, 2], 3) for i in s) == [0, 1, 2, 3, 4]
     with pytest.raises(ConfigError):
         assign_cells([1], 0)
 
 
 def test_shards_cover_every_row_once():
     shards = [shard_indices(7, r, 3) for r in range(3)]
-    assert sorted(sum(shards, [])) == list(range(7))
+    assert sorted(i for s in shards for i in s) == list(range(7))
     local = torch.arange(7.0)
     assert torch.equal(gather_rows(local, 7), local)  # single process: identity
