@@ -32,6 +32,7 @@ from asyrp_bench.diffusion.schedule import (
     timestep_grid,
 )
 from asyrp_bench.errors import ConfigError, InputError
+from asyrp_bench.precision import autocast, check_precision, full_precision
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 EditorTerms = list[tuple[nn.Module, float]]
@@ -132,6 +133,8 @@ def asyrp_step(
     strength: float = 1.0,
     eta: float = 0.0,
     generator: Generators = None,
+    batched: bool | None = None,
+    precision: str = "fp32",
 ) -> tuple[Tensor, Tensor]:
     """One reverse step from t to t_next (``t_next = -1`` means ᾱ = 1), returning ``(x_next, x0_pred)``.
 
@@ -139,6 +142,9 @@ def asyrp_step(
     encoder pass, ε from h, ε̃ from h + Δh (same skips); Δh reaches only P_t, the direction term uses ε. Without
     one it is a plain DDIM step with a single decode. ``strength`` is the scale s applied to Δh as given (the
     step-count rescaling lives in :func:`edit`). ``x0_pred`` is P_t(ε̃) (or P_t(ε) without an editor).
+    ``batched`` decodes h and h + Δh as one batch of 2B (:meth:`Backend.decode_pair`); None means
+    :func:`default_batched` (on for CUDA). ``precision`` autocasts the U-Net only; Δh and the DDIM
+    arithmetic always run in fp32 (docs/performance.md).
     """
     if not isinstance(t, int) or not isinstance(t_next, int):
         raise InputError(f"t and t_next must be ints, got {t!r}, {t_next!r}")
@@ -146,19 +152,37 @@ def asyrp_step(
         raise InputError(f"a reverse step needs t_next < t, got t={t}, t_next={t_next}")
     alphas = schedule_alphas(x_t.device)
     a_t, a_next = alpha_bar(alphas, t), alpha_bar(alphas, t_next)
-    bottleneck = backend.encode(x_t, t)
-    check_finite(bottleneck.h, "backend's h-space (encoder output)", t)
-    eps = backend.decode(bottleneck)
-    check_finite(eps, "backend's noise prediction", t)
-    terms = editor_terms(editor, strength)
-    eps_x0 = eps
-    if terms:
-        dh = delta_h(terms, bottleneck)
-        check_finite(dh, "editor output Δh", t)
-        eps_x0 = backend.decode(bottleneck, bottleneck.h + dh)
-        check_finite(eps_x0, "backend's noise prediction from the edited h", t)
+    check_precision(precision)
+    with autocast(x_t.device, precision):
+        bottleneck = backend.encode(x_t, t)
+        check_finite(bottleneck.h, "backend's h-space (encoder output)", t)
+        terms = editor_terms(editor, strength)
+        if terms:
+            with full_precision(x_t.device):
+                h32 = Bottleneck(h=bottleneck.h.float(), skips=(), temb=bottleneck.temb.float(), t=bottleneck.t)
+                dh = delta_h(terms, h32)
+                check_finite(dh, "editor output Δh", t)
+                h_edit = (h32.h + dh).to(bottleneck.h.dtype)
+            if default_batched(x_t.device) if batched is None else batched:
+                eps, eps_x0 = backend.decode_pair(bottleneck, h_edit)
+            else:
+                eps, eps_x0 = backend.decode(bottleneck), backend.decode(bottleneck, h_edit)
+            check_finite(eps_x0, "backend's noise prediction from the edited h", t)
+        else:
+            eps = eps_x0 = backend.decode(bottleneck)
+        check_finite(eps, "backend's noise prediction", t)
     noise = _noise_like(x_t, generator) if eta > 0 else None
-    return ddim_update(x_t, eps_x0, eps, a_t, a_next, eta=eta, noise=noise)
+    # Under autocast the U-Net's ε may be bf16/fp16; the DDIM update stays in x_t's dtype (fp32).
+    return ddim_update(x_t, eps_x0.to(x_t.dtype), eps.to(x_t.dtype), a_t, a_next, eta=eta, noise=noise)
+
+
+def default_batched(device: torch.device | str) -> bool:
+    """Batch ε and ε̃ into one decode by default only on CUDA (one launch sequence instead of two).
+
+    On CPU the two-decode path is kept as the default so the fp32 CPU numbers (and the ci_tiny golden) are
+    bit-for-bit those of earlier releases; both paths agree within 1e-6 (tests/test_speed.py).
+    """
+    return torch.device(device).type == "cuda"
 
 
 @torch.no_grad()
@@ -168,6 +192,7 @@ def invert(
     n_steps: int,
     t0: int = 999,
     progress: ProgressFn | None = None,
+    precision: str = "fp32",
 ) -> Tensor:
     """DDIM inversion (η = 0) of images in [-1, 1] to x_{t0} over the ``n_steps`` grid (spec §1.3).
 
@@ -179,9 +204,10 @@ def invert(
     pairs = inversion_pairs(timestep_grid(n_steps, t0))
     x = x0
     for i, (t, t_next) in enumerate(pairs):
-        eps = backend(x, t)
+        with autocast(x.device, precision):
+            eps = backend(x, t)
         check_finite(eps, "backend's noise prediction (inversion)", t)
-        x, _ = ddim_update(x, eps, eps, alpha_bar(alphas, t), alpha_bar(alphas, t_next))
+        x, _ = ddim_update(x, eps.to(x.dtype), eps.to(x.dtype), alpha_bar(alphas, t), alpha_bar(alphas, t_next))
         if progress is not None:
             progress(i + 1, len(pairs))
     return x
@@ -235,6 +261,8 @@ def edit(
     generator: Generators = None,
     t0: int = 999,
     progress: ProgressFn | None = None,
+    precision: str = "fp32",
+    batched: bool | None = None,
 ) -> Tensor:
     """Generate from x_T with the three phases of spec §5.3 and return P_0, clamped to [-1, 1].
 
@@ -250,6 +278,8 @@ def edit(
         n_train_step: grid size the editor was trained on. Δh is scaled by n_train_step / n_steps because it is
             applied once per step (spec §2.4). None reads it from the editors' metadata, else no rescaling.
         generator: one generator per image (see :func:`image_generators`) or one for the batch, for η = 1 noise.
+        precision: fp32 | bf16 | fp16 autocast of the U-Net (docs/performance.md); DDIM arithmetic stays fp32.
+        batched: decode h and h + Δh as one 2B batch above t_edit (None: on for CUDA only).
     """
     _check_image(backend, x_T, "x_T")
     terms = editor_terms(editor, strength)
@@ -269,11 +299,11 @@ def edit(
     x0_pred = x_T
     for i, (t, t_next) in enumerate(pairs):
         if terms and t >= t_edit:
-            x, x0_pred = asyrp_step(backend, x, t, t_next, terms, 1.0)
+            x, x0_pred = asyrp_step(backend, x, t, t_next, terms, 1.0, batched=batched, precision=precision)
         elif t < boost_below:
-            x, x0_pred = asyrp_step(backend, x, t, t_next, None, eta=1.0, generator=generator)
+            x, x0_pred = asyrp_step(backend, x, t, t_next, None, eta=1.0, generator=generator, precision=precision)
         else:
-            x, x0_pred = asyrp_step(backend, x, t, t_next, None)
+            x, x0_pred = asyrp_step(backend, x, t, t_next, None, precision=precision)
         if progress is not None:
             progress(i + 1, len(pairs))
     # The last step maps to ᾱ = 1, so x equals P_0 (spec §1.3).
@@ -286,6 +316,7 @@ def generate(
     n_steps: int,
     t0: int = 999,
     progress: ProgressFn | None = None,
+    precision: str = "fp32",
 ) -> Tensor:
     """Plain deterministic DDIM from x_T (the DDIM reconstruction when x_T = invert(x0)), clamped to [-1, 1]."""
-    return edit(backend, x_T, None, None, None, n_steps, t0=t0, progress=progress)
+    return edit(backend, x_T, None, None, None, n_steps, t0=t0, progress=progress, precision=precision)

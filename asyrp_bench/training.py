@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from asyrp_bench.asyrp import schedule_alphas
 from asyrp_bench.diffusion.backends.base import Backend, Bottleneck
 from asyrp_bench.diffusion.schedule import alpha_bar, ddim_update, generation_pairs, timestep_grid
 from asyrp_bench.editors.base import Editor, build_editor
 from asyrp_bench.errors import ConfigError, InputError, TrainingDivergedError
+from asyrp_bench.precision import autocast, check_precision, full_precision
 from asyrp_bench.recipes import Recipe, resolve_recipe
 
 if TYPE_CHECKING:
@@ -115,28 +117,44 @@ def _rows(bottleneck: Bottleneck, stop: int, total: int) -> Bottleneck:
 
 
 def paired_step(
-    backend: Backend, editor: Editor, x_edit: Tensor, x_ref: Tensor, t: int, t_next: int
+    backend: Backend, editor: Editor, x_edit: Tensor, x_ref: Tensor, t: int, t_next: int,
+    checkpoint: bool = False, precision: str = "fp32",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One training step of both chains: ``(x̃_next, P̃_t, x_next, P_t)``.
 
     P̃_t carries the gradient to the editor (through ε̃ only: x̃_t is treated as a constant); x̃_next, x_next
     and P_t carry none. Equal to ``asyrp_step(backend, x_edit, t, t_next, editor)`` and
     ``asyrp_step(backend, x_ref, t, t_next)`` (tests/test_training.py), computed with one encoder pass for both.
+    ``checkpoint`` recomputes the decoder's activations in the backward pass instead of storing them (the same
+    gradient, tests/test_training_speed.py; docs/performance.md). ``precision`` autocasts the frozen U-Net;
+    the editor's output and the DDIM arithmetic stay fp32.
     """
     batch = x_edit.shape[0]
     shared = x_edit is x_ref  # the first step: both chains start from x_T
-    with torch.no_grad():
+    with torch.no_grad(), autocast(x_edit.device, precision):
         both = x_edit if shared else torch.cat([x_edit, x_ref])
         bottleneck = backend.encode(both, t)
-        eps = backend.decode(bottleneck)
+        eps = backend.decode(bottleneck).to(x_edit.dtype)
     edited = bottleneck if shared else _rows(bottleneck, batch, 2 * batch)
-    eps_tilde = backend.decode(edited, edited.h + editor(edited.h, edited.temb))
+    with full_precision(x_edit.device):
+        h_edit = edited.h.float() + editor(edited.h.float(), edited.temb.float())
+
+    def decode(h: Tensor) -> Tensor:
+        with autocast(x_edit.device, precision):
+            return backend.decode(edited, h.to(edited.h.dtype)).to(x_edit.dtype)
+
+    eps_tilde = torch_checkpoint(decode, h_edit, use_reentrant=False) if checkpoint else decode(h_edit)
     alphas = schedule_alphas(x_edit.device)
     a_t, a_next = alpha_bar(alphas, t), alpha_bar(alphas, t_next)
     x_edit_next, p_edit = ddim_update(x_edit.detach(), eps_tilde, eps[:batch], a_t, a_next)
     with torch.no_grad():
         x_ref_next, p_ref = ddim_update(x_ref, eps[-batch:], eps[-batch:], a_t, a_next)
     return x_edit_next.detach(), p_edit, x_ref_next, p_ref
+
+
+def default_checkpoint(backend: Backend) -> bool:
+    """Gradient checkpointing by default for 256 px (and larger) backends on CUDA: batch > 1 fits 24 GB."""
+    return backend.device.type == "cuda" and backend.image_size >= 256
 
 
 def training_pairs(n_train_step: int, t_edit: int, t0: int = 999) -> list[tuple[int, int]]:
@@ -250,6 +268,8 @@ def train_editor(
     progress: bool = False,
     on_step: Callable[[StepRecord], None] | None = None,
     out: str | os.PathLike[str] | None = None,
+    precision: str = "fp32",
+    checkpoint: bool | None = None,
 ) -> Editor:
     """Train an editor f_t on a frozen backend with the directional CLIP loss (spec §4.3).
 
@@ -271,6 +291,8 @@ def train_editor(
         progress: show a rich progress bar with the loss per step.
         on_step: called after every optimizer step with a :class:`StepRecord`.
         out: also save the trained editor there (``.safetensors``, written only on success).
+        precision: fp32 | bf16 | fp16 autocast of the frozen U-Net (docs/performance.md); recorded in metadata.
+        checkpoint: gradient checkpointing of the decoder path (None: on for ≥ 256 px backends on CUDA).
 
     Returns:
         The trained editor in eval mode, with ``metadata`` filled (backend name and weights hash, prompts,
@@ -300,6 +322,8 @@ def train_editor(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 999):
             raise ConfigError(f"{name} must be an integer in [0, 999], got {value!r}")
     seed = resolved.seed if seed is None else int(seed)
+    check_precision(precision)
+    checkpoint = default_checkpoint(backend) if checkpoint is None else bool(checkpoint)
     ids = _check_images(backend, images, image_ids)
     if resolved.n_train_img is not None:
         images, ids = images[: resolved.n_train_img], ids[: resolved.n_train_img]
@@ -328,7 +352,12 @@ def train_editor(
 
         check_editor_backend(model, backend, check_hash=False, source=f"{model.variant} editor")
         model = model.to(device).train()
-        summary = _train_loop(backend, model, x_T, ids, pairs, objective, resolved, seed, progress, on_step)
+        speed: dict[str, Any] = {"precision": precision, "checkpoint": checkpoint}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        summary = _train_loop(backend, model, x_T, ids, pairs, objective, resolved, seed, progress, on_step, speed)
+        # Peak memory of the training loop, per cell (CUDA only; None on CPU where torch does not track it).
+        speed["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     model.eval()
     model.metadata = {
         "backend": backend.describe(),
@@ -347,6 +376,7 @@ def train_editor(
             "image_ids": ids,
             "images_sha256": _images_hash(x0),
             "seconds": round(time.perf_counter() - started, 3),
+            **speed,
         },
         "package_version": __version__,
     }
@@ -377,7 +407,9 @@ def _train_loop(
     seed: int,
     progress: bool,
     on_step: Callable[[StepRecord], None] | None,
+    speed: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    speed = dict(speed or {})
     params = [p for p in editor.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"the {editor.variant} editor has no trainable parameters")
@@ -396,7 +428,9 @@ def _train_loop(
                 x_edit = x_ref = x_T[rows]
                 for t, t_next in pairs:
                     optimizer.zero_grad(set_to_none=True)
-                    x_edit, p_edit, x_ref, p_ref = paired_step(backend, editor, x_edit, x_ref, t, t_next)
+                    x_edit, p_edit, x_ref, p_ref = paired_step(
+                        backend, editor, x_edit, x_ref, t, t_next,
+                        checkpoint=bool(speed.get("checkpoint", False)), precision=speed.get("precision", "fp32"))
                     per_image, direction, l1 = objective.per_image(p_edit, p_ref, rows)
                     bad = ~torch.isfinite(per_image.detach())
                     if bool(bad.any()):

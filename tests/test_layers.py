@@ -19,7 +19,7 @@ LAYER_OF = {
     "diffusion": "diffusion",
     "editors": "editors",
     "asyrp": "engine", "training": "engine", "recipes": "engine", "prompts": "engine", "cache": "engine",
-    "calibration": "engine", "distributed": "engine",
+    "calibration": "engine", "distributed": "engine", "precision": "base",
     "metrics": "metrics",
     "world": "world",
     "suite": "harness", "suite_guard": "harness", "plan": "harness", "runner": "harness", "results": "harness",

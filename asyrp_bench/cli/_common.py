@@ -63,3 +63,17 @@ def load_image_folder(folder: str | Path, size: int, limit: int | None = None) -
     batch, resized = load_images(paths, (size, size))
     notes = [f"{paths[i].name}: {h}x{w} -> {size}x{size}" for i, (h, w) in resized]
     return ids, to_unit_range(batch), notes
+
+
+def speed_options(net: Any, precision: str, compile_: bool, channels_last: bool, cudnn_benchmark: bool) -> str:
+    """Apply --precision / --compile / --channels-last / --cudnn-benchmark to a loaded backend.
+
+    Returns the resolved precision (``auto``: bf16 on CUDA where supported, else fp32; docs/performance.md).
+    Inversions and reconstructions stay fp32: the inversion cache key does not include a precision.
+    """
+    from asyrp_bench.precision import prepare_model, resolve_precision, set_cudnn_benchmark
+
+    resolved = resolve_precision(precision, net.device)
+    set_cudnn_benchmark(cudnn_benchmark)
+    prepare_model(net, channels_last=channels_last, compile=compile_)
+    return resolved

@@ -51,12 +51,20 @@ def edit_command(
     ignore_backend_hash: Annotated[bool, typer.Option("--ignore-backend-hash",
                                                       help="Use an editor trained on other backend weights.")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Inversion cache folder.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 | auto (bf16 on CUDA, fp32 "
+                                           "on CPU); autocasts the frozen U-Net only (docs/performance.md).")
+                         ] = "auto",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Net (first batch is slow).")
+                        ] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark", help="cuDNN autotuning (not bit-stable).")
+                               ] = False,
 ) -> None:
     """Edit every image of a folder with trained editors; also write the DDIM reconstructions."""
     from asyrp_bench.asyrp import edit as run_edit
     from asyrp_bench.asyrp import image_generators
     from asyrp_bench.cache import InversionCache
-    from asyrp_bench.cli._common import load_cli_backend, load_image_folder
+    from asyrp_bench.cli._common import load_cli_backend, load_image_folder, speed_options
     from asyrp_bench.editors.io import check_editor_backend, load_editor
     from asyrp_bench.errors import ConfigError
     from asyrp_bench.images import save_png
@@ -76,6 +84,7 @@ def edit_command(
         weights = weights if weights is not None else spec.get("weights")
         config = config if config is not None else spec.get("config")
     net = load_cli_backend(backend, weights, config, device)
+    precision = speed_options(net, precision, compile_, channels_last, cudnn_benchmark)
     for (path, _), (editor, _) in zip(parsed, loaded, strict=True):
         check_editor_backend(editor, net, check_hash=not ignore_backend_hash, source=str(path))
         editor.to(net.device)
@@ -93,7 +102,7 @@ def edit_command(
             recon = cache.reconstruct(net, x_T, n_test_step, batch_size=batch_size)
             generators = image_generators(seed, batch_ids)
             edited = run_edit(net, x_T, terms, t_edit, t_boost, n_test_step, strength=single_strength,
-                              generator=generators)
+                              generator=generators, precision=precision)
             for i, image_id in enumerate(batch_ids):
                 save_png(edited[i], out / "edited" / f"{image_id}.png")
                 save_png(recon[i], out / "recon" / f"{image_id}.png")
@@ -103,7 +112,7 @@ def edit_command(
                     for (p, c), (e, _) in zip(parsed, loaded, strict=True)],
         "images": str(images), "image_ids": ids, "backend": net.describe(), "strength": strength,
         "n_test_step": n_test_step, "n_inv_step": n_inv, "t_edit": t_edit, "t_boost": t_boost, "seed": seed,
-        "resized": resized,
+        "resized": resized, "precision": precision,
     }
     (out / "edit.json").write_text(json.dumps(record, indent=2, default=str))
     console.print(f"wrote {len(ids)} edited images to {out / 'edited'} and reconstructions to {out / 'recon'}")

@@ -37,11 +37,19 @@ def train_command(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: the recipe's).")] = None,
     device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Inversion cache folder.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | bf16 | fp16 | auto (bf16 on CUDA, fp32 "
+                                           "on CPU); autocasts the frozen U-Net only (docs/performance.md).")
+                         ] = "auto",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the U-Net (first batch is slow).")
+                        ] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")] = False,
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark", help="cuDNN autotuning (not bit-stable).")
+                               ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an editor with the directional CLIP loss and write it, with its provenance, as safetensors."""
     from asyrp_bench.cache import InversionCache
-    from asyrp_bench.cli._common import load_cli_backend, load_image_folder, parse_assignments
+    from asyrp_bench.cli._common import load_cli_backend, load_image_folder, parse_assignments, speed_options
     from asyrp_bench.errors import ConfigError
     from asyrp_bench.recipes import resolve_recipe
     from asyrp_bench.training import train_editor
@@ -56,6 +64,7 @@ def train_command(
     resolved = resolve_recipe(recipe, overrides)  # fail on a bad recipe before loading anything heavy
     editor_params = parse_assignments(param, "--param")
     net = load_cli_backend(backend, weights, config, device)
+    precision = speed_options(net, precision, compile_, channels_last, cudnn_benchmark)
     ids, x0, resized = load_image_folder(images, net.image_size, limit=resolved.n_train_img)
     console.print(f"training on {len(ids)} image(s) from {images} with recipe [bold]{resolved.name}[/]"
                   + (f"; {len(resized)} resized to {net.image_size} px" if resized else ""))
@@ -63,6 +72,7 @@ def train_command(
         net, x0, source, target, edit=edit, recipe=recipe, overrides=overrides, variant=variant,
         editor_params=editor_params or None, t_edit=t_edit, t_boost=t_boost, seed=seed, image_ids=ids,
         cache=InversionCache(cache_dir) if cache_dir is not None else None, progress=not quiet,
+        precision=precision,
     )
     from asyrp_bench.editors.io import save_editor
 

@@ -93,6 +93,22 @@ class Backend(nn.Module, ABC):
             raise InputError(f"h has shape {tuple(h.shape)} but the bottleneck's h is {tuple(bottleneck.h.shape)}")
         return self._decode(bottleneck, h)
 
+    def decode_pair(self, bottleneck: Bottleneck, h_edit: Tensor) -> tuple[Tensor, Tensor]:
+        """(ε, ε̃): the up path from h and from ``h_edit`` as ONE decode of batch 2B (docs/performance.md).
+
+        The skips, time embedding and extra state are repeated, so each half sees exactly what a separate
+        ``decode`` would; every layer of the up path is per-sample (GroupNorm, per-image attention), so the
+        result equals two decodes up to float summation order (tests/test_speed.py: < 1e-6 in fp32).
+        """
+        if h_edit.shape != bottleneck.h.shape:
+            raise InputError(
+                f"h has shape {tuple(h_edit.shape)} but the bottleneck's h is {tuple(bottleneck.h.shape)}"
+            )
+        batch = bottleneck.h.shape[0]
+        doubled = repeat_rows(bottleneck, batch)
+        eps_both = self._decode(doubled, torch.cat([bottleneck.h, h_edit]))
+        return eps_both[:batch], eps_both[batch:]
+
     def forward(self, x_t: Tensor, t: int | Tensor) -> Tensor:
         """The plain ε prediction, ε_θ(x_t, t)."""
         return self.decode(self.encode(x_t, t))
@@ -170,6 +186,20 @@ class Backend(nn.Module, ABC):
             "weights_hash": self.weights_hash,
             "n_params": sum(p.numel() for p in self.parameters()),
         }
+
+
+def repeat_rows(bottleneck: Bottleneck, batch: int) -> Bottleneck:
+    """The bottleneck with every batch-first tensor (``batch`` rows) stacked twice: rows [0, B) and [B, 2B)."""
+
+    def twice(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == batch:
+            return torch.cat([value, value])
+        if isinstance(value, (tuple, list)):
+            return type(value)(twice(v) for v in value)
+        return value
+
+    return Bottleneck(h=twice(bottleneck.h), skips=twice(bottleneck.skips), temb=twice(bottleneck.temb),
+                      t=twice(bottleneck.t), extra={k: twice(v) for k, v in bottleneck.extra.items()})
 
 
 def state_dict_hash(state_dict: dict[str, Tensor]) -> str:
